@@ -1,0 +1,18 @@
+module github.com/secretd/secretd
+
+go 1.26.0
+
+require (
+	filippo.io/age v1.3.2
+	go.uber.org/zap v1.28.0
+	golang.org/x/crypto v0.55.0
+)
+
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	filippo.io/hpke v0.4.0 // indirect
+	go.uber.org/multierr v1.10.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/term v0.45.0 // indirect
+)
