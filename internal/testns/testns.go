@@ -1,0 +1,40 @@
+// Package testns runs a test binary inside a private mount namespace, so tests can mount
+// ramfs filesystems and bind files without the host ever seeing them.
+package testns
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+const marker = "SECRETD_TEST_PRIVATE_MOUNT_NS"
+
+// Main re-executes the test binary under unshare(1) with a private mount namespace, then runs
+// the tests there. Without root the tests run as they are and those that mount skip.
+func Main(m *testing.M) {
+	if os.Getenv(marker) != "" || os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	args := append([]string{"--mount", "--propagation", "private", os.Args[0]}, os.Args[1:]...)
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = append(os.Environ(), marker+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if exit, ok := err.(*exec.ExitError); ok {
+			os.Exit(exit.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "testns: running the tests in a private mount namespace:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Require skips a test that mounts filesystems unless it runs in the private namespace.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Getenv(marker) == "" {
+		t.Skip("needs root and a private mount namespace (run the tests as root)")
+	}
+}

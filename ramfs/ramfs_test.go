@@ -1,0 +1,222 @@
+package ramfs_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/secretd/secretd/internal/testns"
+	"github.com/secretd/secretd/ramfs"
+)
+
+func TestMain(m *testing.M) { testns.Main(m) }
+
+func TestEnsureMountedMountsRamfsOnce(t *testing.T) {
+	testns.Require(t)
+	dir := filepath.Join(t.TempDir(), "secrets.d")
+	if err := ramfs.EnsureMounted(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	if ok, err := ramfs.IsRamfs(dir); !ok || err != nil {
+		t.Fatalf("IsRamfs = %v, %v", ok, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o751 {
+		t.Fatalf("mode %o", fi.Mode().Perm())
+	}
+	// A second call reuses the mount instead of stacking another.
+	if err := os.WriteFile(filepath.Join(dir, "keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ramfs.EnsureMounted(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keep")); err != nil {
+		t.Fatal("second EnsureMounted hid the first mount:", err)
+	}
+}
+
+func TestEnsureMountedRefuses(t *testing.T) {
+	testns.Require(t)
+	base := t.TempDir()
+
+	tmpfs := filepath.Join(base, "tmpfs")
+	os.Mkdir(tmpfs, 0o755)
+	if err := unix.Mount("tmpfs", tmpfs, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(tmpfs, unix.MNT_DETACH) })
+	expectErr(t, ramfs.EnsureMounted(tmpfs), "already holds a tmpfs filesystem")
+
+	busy := filepath.Join(base, "busy")
+	os.Mkdir(busy, 0o755)
+	os.WriteFile(filepath.Join(busy, "unrelated"), []byte("x"), 0o600)
+	expectErr(t, ramfs.EnsureMounted(busy), "holds 1 entries")
+
+	link := filepath.Join(base, "link")
+	os.Symlink(busy, link)
+	expectErr(t, ramfs.EnsureMounted(link), "is a symlink")
+
+	file := filepath.Join(base, "file")
+	os.WriteFile(file, nil, 0o600)
+	expectErr(t, ramfs.EnsureMounted(file), "not a directory")
+}
+
+func expectErr(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
+	}
+}
+
+func TestBuilderWritesOwnerModeAndContent(t *testing.T) {
+	root := t.TempDir()
+	store := ramfs.Store{Root: root}
+	b, err := store.Begin(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("a/b/c", 65534, 65534, 0o440, []byte("value")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteFile("top", 0, 0, 0o400, nil); err != nil {
+		t.Fatal(err)
+	}
+	if gens, _ := store.Generations(); len(gens) != 0 {
+		t.Fatalf("unfinished generation listed: %v", gens)
+	}
+	dir, err := b.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, info, err := ramfs.ReadFile(dir, "a/b/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(content, []byte("value")) || info.UID != 65534 || info.GID != 65534 || info.Mode != 0o440 {
+		t.Fatalf("got %+v (content ok: %v)", info, bytes.Equal(content, []byte("value")))
+	}
+	for _, d := range []string{"a", "a/b"} {
+		fi, err := os.Lstat(filepath.Join(dir, d))
+		if err != nil || fi.Mode().Perm() != 0o751 {
+			t.Fatalf("%s: %v %v", d, fi.Mode(), err)
+		}
+	}
+	if gens, _ := store.Generations(); len(gens) != 1 || gens[0] != 1 {
+		t.Fatalf("generations %v", gens)
+	}
+}
+
+func TestBuilderRefusesPlantedSymlinks(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	b, err := ramfs.Store{Root: root}.Begin(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	building := filepath.Join(root, ".building-3")
+	// A symlink planted where a file or a directory is to be created is not followed.
+	os.Symlink(filepath.Join(outside, "victim"), filepath.Join(building, "file"))
+	os.Symlink(outside, filepath.Join(building, "dir"))
+	if err := b.WriteFile("file", 0, 0, 0o400, []byte("x")); err == nil {
+		t.Fatal("wrote through a planted symlink")
+	}
+	if err := b.WriteFile("dir/inner", 0, 0, 0o400, []byte("x")); err == nil {
+		t.Fatal("descended through a planted directory symlink")
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 0 {
+		t.Fatalf("files appeared outside the generation: %v", entries)
+	}
+	if err := b.Abort(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadFileRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "real"), []byte("x"), 0o600)
+	os.Symlink("real", filepath.Join(dir, "link"))
+	if _, _, err := ramfs.ReadFile(dir, "link"); !errors.Is(err, unix.ELOOP) {
+		t.Fatalf("error %v, want ELOOP", err)
+	}
+}
+
+func TestSwapPruneAndLeftovers(t *testing.T) {
+	root := t.TempDir()
+	store := ramfs.Store{Root: root}
+	link := filepath.Join(t.TempDir(), "secrets")
+	for i := 1; i <= 4; i++ {
+		b, err := store.Begin(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, err := b.Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ramfs.SwapSymlink(link, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, ok, err := store.Live(link)
+	if err != nil || !ok || live != 4 {
+		t.Fatalf("live %d %v %v", live, ok, err)
+	}
+	os.Mkdir(filepath.Join(root, ".building-5"), 0o700)
+	if next, _ := store.Next(); next != 6 {
+		t.Fatalf("next %d, want 6 (past the unfinished one)", next)
+	}
+	removed, err := store.CleanLeftovers()
+	if err != nil || len(removed) != 1 {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	pruned, err := store.Prune(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gens, _ := store.Generations(); len(gens) != 2 || gens[0] != 3 || gens[1] != 4 || len(pruned) != 2 {
+		t.Fatalf("after prune: %v (pruned %v)", gens, pruned)
+	}
+	// The live generation survives even when it is not among the newest.
+	if _, err := store.Prune(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if gens, _ := store.Generations(); len(gens) != 2 {
+		t.Fatalf("pruned the live generation: %v", gens)
+	}
+}
+
+func TestSwapRefusesDirectory(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "secrets")
+	os.Mkdir(link, 0o755)
+	os.WriteFile(filepath.Join(link, "old"), nil, 0o600)
+	if err := ramfs.SwapSymlink(link, "/nowhere"); err == nil {
+		t.Fatal("replaced a directory")
+	}
+	if _, err := os.Stat(filepath.Join(link, "old")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMountinfoEscapes(t *testing.T) {
+	testns.Require(t)
+	dir := filepath.Join(t.TempDir(), "with space")
+	if err := ramfs.EnsureMounted(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	m, err := ramfs.MountAt(dir)
+	if err != nil || m == nil || m.FSType != "ramfs" {
+		t.Fatalf("MountAt = %+v, %v", m, err)
+	}
+}

@@ -1,0 +1,95 @@
+package ramfs
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// FileInfo is what status and change detection need to know of an output file.
+type FileInfo struct {
+	UID, GID int
+	Mode     uint32
+	Size     int64
+	Regular  bool
+}
+
+// OpenBeneath opens rel inside dir for reading, refusing to follow a symlink at any segment.
+func OpenBeneath(dir, rel string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	segs := strings.Split(rel, "/")
+	for i, seg := range segs {
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(segs)-1 {
+			flags |= unix.O_DIRECTORY
+		}
+		next, err := unix.Openat(fd, seg, flags, 0)
+		unix.Close(fd)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: dir + "/" + rel, Err: err}
+		}
+		fd = next
+	}
+	return os.NewFile(uintptr(fd), dir+"/"+rel), nil
+}
+
+// Stat describes rel inside dir without following symlinks.
+func Stat(dir, rel string) (FileInfo, error) {
+	f, err := OpenBeneath(dir, rel)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer f.Close()
+	return fstat(f)
+}
+
+func fstat(f *os.File) (FileInfo, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return FileInfo{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return FileInfo{
+		UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size,
+		Regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
+	}, nil
+}
+
+// ReadFile returns the content and description of the regular file rel inside dir, following no
+// symlink.
+func ReadFile(dir, rel string) ([]byte, FileInfo, error) {
+	f, err := OpenBeneath(dir, rel)
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	defer f.Close()
+	info, err := fstat(f)
+	if err != nil {
+		return nil, info, err
+	}
+	if !info.Regular {
+		return nil, info, fmt.Errorf("%s/%s is not a regular file", dir, rel)
+	}
+	buf := make([]byte, info.Size)
+	n, err := readFull(f, buf)
+	return buf[:n], info, err
+}
+
+func readFull(f *os.File, buf []byte) (int, error) {
+	total := 0
+	for total < len(buf) {
+		n, err := f.Read(buf[total:])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
