@@ -1,0 +1,493 @@
+package activation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/manifest"
+	"github.com/secretd/secretd/ramfs"
+	"github.com/secretd/secretd/units"
+)
+
+// Signaller queues restarts and reloads of units; units.Signaller is the real one.
+type Signaller interface {
+	Signal(ctx context.Context, req units.Request, wait time.Duration, log *zap.Logger) []units.Result
+	Close()
+}
+
+// Options steer one activation.
+type Options struct {
+	// ManifestPath is recorded in the state; the manifest itself is passed to Activate.
+	ManifestPath string
+	// DryRun plans, decrypting to compare, and writes nothing anywhere.
+	DryRun bool
+	// ForUsers writes root-owned secrets without reading the user database, for secrets needed
+	// before users exist.
+	ForUsers bool
+	Log      *zap.Logger
+	// Accounts resolves owners; nil reads the host's user database.
+	Accounts Accounts
+	// Connect reaches systemd; nil signals no unit.
+	Connect func(ctx context.Context) (Signaller, error)
+	// UnitWait bounds the wait for queued unit jobs to finish.
+	UnitWait time.Duration
+	// Hook, if set, is called at each step that changes the file system, named; crash tests
+	// kill the process there.
+	Hook func(point string)
+	Now  func() time.Time
+}
+
+func (o *Options) hook(point string) {
+	if o.Hook != nil {
+		o.Hook(point)
+	}
+}
+
+// Activate makes m live. On any error before the swap nothing visible changes.
+func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Accounts == nil {
+		opts.Accounts = NewSystemAccounts()
+	}
+	if opts.ForUsers {
+		opts.Accounts = rootOnly{}
+	}
+	if opts.UnitWait == 0 {
+		opts.UnitWait = 20 * time.Second
+	}
+	start := opts.Now()
+	log := opts.Log
+
+	outputs, err := resolveOutputs(m, opts.Accounts, opts.ForUsers)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.DryRun {
+		unlock, err := lock(m.MountPoint)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+
+	ids, err := identity.Load(m.Identities, log)
+	if err != nil {
+		return nil, err
+	}
+	values, wipe, err := secretValues(m, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe()
+	rendered := fillContent(m, outputs, values)
+	defer func() {
+		for _, b := range rendered {
+			clear(b)
+		}
+	}()
+
+	store := ramfs.Store{Root: m.MountPoint}
+	plan := &Plan{Manifest: opts.ManifestPath, SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Outputs: outputs}
+	liveGen, hasLive, err := store.Live(m.SecretsDir)
+	if err != nil {
+		return nil, fmt.Errorf("secretsDir %s: %w", m.SecretsDir, err)
+	}
+	var live map[string]liveFile
+	if hasLive {
+		if live, err = readLive(store.Dir(liveGen)); err != nil {
+			log.Warn("live generation unreadable; treating this as a first activation", zap.Int("generation", liveGen), zap.Error(err))
+			hasLive, live = false, nil
+		}
+	}
+	plan.LiveGeneration = 0
+	if hasLive {
+		plan.LiveGeneration = liveGen
+	}
+	plan.FirstActivation = !hasLive
+	previous, err := ReadState(m.MountPoint)
+	if err != nil {
+		log.Warn("previous state unreadable", zap.Error(err))
+	}
+	plan.computeChanges(live, previousConsumers(previous))
+	plan.Links, plan.StaleLinks = links(outputs), staleLinks(previous, outputs)
+
+	realDirEmpty, err := checkSecretsDir(m.SecretsDir)
+	if err != nil {
+		return plan, err
+	}
+	if err := checkLinkTargets(outputs); err != nil {
+		return plan, err
+	}
+	if opts.DryRun {
+		return plan, nil
+	}
+
+	gen := liveGen
+	if plan.NewGeneration {
+		if gen, err = writeGeneration(m, store, outputs, &opts); err != nil {
+			return plan, err
+		}
+		if realDirEmpty {
+			if err := os.Remove(m.SecretsDir); err != nil {
+				return plan, fmt.Errorf("secretsDir %s: replacing the empty directory: %w", m.SecretsDir, err)
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(m.SecretsDir), 0o755); err != nil {
+			return plan, fmt.Errorf("secretsDir %s: %w", m.SecretsDir, err)
+		}
+		if err := ramfs.SwapSymlink(m.SecretsDir, store.Dir(gen)); err != nil {
+			return plan, fmt.Errorf("swapping in generation %d: %w", gen, err)
+		}
+		opts.hook("swap")
+	}
+	if err := makeLinks(m, outputs, plan.StaleLinks, &opts); err != nil {
+		return plan, err
+	}
+	pruned, err := store.Prune(m.KeepGenerations, gen)
+	if err != nil {
+		log.Warn("pruning old generations", zap.Error(err))
+	}
+	opts.hook("prune")
+
+	state := &State{
+		Generation: gen, ActivatedAt: start.UTC(), Manifest: opts.ManifestPath,
+		SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Identities: ids.Used(),
+		Outputs: outputStates(m, outputs), Changes: plan.Changes, NewGen: plan.NewGeneration,
+	}
+	if err := writeState(m.MountPoint, state); err != nil {
+		return plan, err
+	}
+	opts.hook("state")
+
+	plan.Units = signal(ctx, plan, &opts)
+	state.Units = plan.Units
+	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
+	if err := writeState(m.MountPoint, state); err != nil {
+		return plan, err
+	}
+	log.Info("activation complete",
+		zap.Int("generation", gen), zap.Bool("newGeneration", plan.NewGeneration),
+		zap.Int("secrets", len(m.Secrets)), zap.Int("templates", len(m.Templates)),
+		zap.Int("changed", len(plan.Changes)), zap.Ints("pruned", pruned),
+		zap.Strings("restart", plan.Restart), zap.Strings("reload", plan.Reload),
+		zap.Float64("ms", state.DurationMS))
+	return plan, nil
+}
+
+// resolveOutputs lists every output with numeric ownership, reporting all failures at once.
+func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]Output, error) {
+	var outputs []Output
+	var problems []string
+	for i := range m.Secrets {
+		s := &m.Secrets[i]
+		o := Output{Name: s.Name, Kind: KindSecret, File: s.File, Format: s.Format, Key: s.Key, Link: s.Path,
+			RestartUnits: s.RestartUnits, ReloadUnits: s.ReloadUnits}
+		if err := resolve(&o, s.Ownership, accounts, forUsers); err != nil {
+			problems = append(problems, fmt.Sprintf("secret %q: %v", s.Name, err))
+		}
+		outputs = append(outputs, o)
+	}
+	for i := range m.Templates {
+		t := &m.Templates[i]
+		o := Output{Name: manifest.RenderedDir + "/" + t.Name, Kind: KindTemplate, Link: t.Path,
+			RestartUnits: t.RestartUnits, ReloadUnits: t.ReloadUnits}
+		if err := resolve(&o, t.Ownership, accounts, forUsers); err != nil {
+			problems = append(problems, fmt.Sprintf("template %q: %v", t.Name, err))
+		}
+		outputs = append(outputs, o)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return outputs, nil
+}
+
+// fillContent attaches each secret's value and renders the templates, whose buffers it returns
+// so the caller can wipe them.
+func fillContent(m *manifest.Manifest, outputs []Output, values map[string][]byte) [][]byte {
+	var pairs []string
+	for name, token := range m.Placeholders {
+		pairs = append(pairs, token, string(values[name]))
+	}
+	replacer := strings.NewReplacer(pairs...)
+	var rendered [][]byte
+	ti := 0
+	for i := range outputs {
+		o := &outputs[i]
+		if o.Kind == KindSecret {
+			o.content = values[o.Name]
+			continue
+		}
+		o.content = []byte(replacer.Replace(m.Templates[ti].Content))
+		rendered = append(rendered, o.content)
+		ti++
+	}
+	return rendered
+}
+
+// liveFile is one output of the live generation.
+type liveFile struct {
+	kind    string
+	info    ramfs.FileInfo
+	content []byte
+}
+
+func (l liveFile) sameContent(b []byte) bool { return string(l.content) == string(b) }
+
+func readLive(dir string) (map[string]liveFile, error) {
+	live := map[string]liveFile{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		content, info, err := ramfs.ReadFile(dir, rel)
+		if err != nil {
+			return err
+		}
+		kind := KindSecret
+		if strings.HasPrefix(rel, manifest.RenderedDir+"/") {
+			kind = KindTemplate
+		}
+		live[rel] = liveFile{kind: kind, info: info, content: content}
+		return nil
+	})
+	return live, err
+}
+
+func previousConsumers(st *State) map[string]units.Request {
+	consumers := map[string]units.Request{}
+	if st != nil {
+		for _, o := range st.Outputs {
+			consumers[o.Name] = units.Request{Restart: o.RestartUnits, Reload: o.ReloadUnits}
+		}
+	}
+	return consumers
+}
+
+func links(outputs []Output) []string {
+	var l []string
+	for _, o := range outputs {
+		if o.Link != "" {
+			l = append(l, o.Link)
+		}
+	}
+	sort.Strings(l)
+	return l
+}
+
+// staleLinks are path symlinks of the previous activation no longer declared.
+func staleLinks(previous *State, outputs []Output) []string {
+	if previous == nil {
+		return nil
+	}
+	declared := map[string]bool{}
+	for _, o := range outputs {
+		declared[o.Link] = true
+	}
+	var stale []string
+	for _, o := range previous.Outputs {
+		if o.Link != "" && !declared[o.Link] {
+			stale = append(stale, o.Link)
+		}
+	}
+	sort.Strings(stale)
+	return stale
+}
+
+// checkSecretsDir accepts a missing secretsDir or a symlink. A real directory, as another tool
+// may leave, is replaced only when empty: secretd never deletes files it did not write.
+func checkSecretsDir(dir string) (emptyRealDir bool, err error) {
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("secretsDir %s: %w", dir, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return false, nil
+	case fi.IsDir():
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false, fmt.Errorf("secretsDir %s: %w", dir, err)
+		}
+		if len(entries) > 0 {
+			return false, fmt.Errorf("secretsDir %s is a real directory holding %d entries (left by another tool?); secretd replaces it with a symlink only when it is empty: move its contents away", dir, len(entries))
+		}
+		return true, nil
+	default:
+		return false, fmt.Errorf("secretsDir %s exists and is neither a symlink nor a directory", dir)
+	}
+}
+
+// checkLinkTargets refuses, before anything is written, a path that would replace a real file
+// or directory, or whose parent cannot be a directory.
+func checkLinkTargets(outputs []Output) error {
+	var problems []string
+	for _, o := range outputs {
+		if o.Link == "" {
+			continue
+		}
+		fi, err := os.Lstat(o.Link)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := checkParent(filepath.Dir(o.Link)); err != nil {
+				problems = append(problems, fmt.Sprintf("%s %q: path %s: %v", o.Kind, o.Name, o.Link, err))
+			}
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s %q: path %s: %v", o.Kind, o.Name, o.Link, err))
+		case fi.Mode()&fs.ModeSymlink != 0:
+		case fi.IsDir():
+			problems = append(problems, fmt.Sprintf("%s %q: path %s is a directory; secretd only replaces symlinks there", o.Kind, o.Name, o.Link))
+		default:
+			problems = append(problems, fmt.Sprintf("%s %q: path %s is a regular file; secretd only replaces symlinks there: move it away", o.Kind, o.Name, o.Link))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+func checkParent(dir string) error {
+	for ; ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+}
+
+func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, error) {
+	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
+		return 0, err
+	}
+	if removed, err := store.CleanLeftovers(); err != nil {
+		return 0, fmt.Errorf("removing leftovers of an interrupted run: %w", err)
+	} else if len(removed) > 0 {
+		opts.Log.Info("removed leftovers of an interrupted run", zap.Strings("paths", removed))
+	}
+	next, err := store.Next()
+	if err != nil {
+		return 0, err
+	}
+	b, err := store.Begin(next)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range outputs {
+		if err := b.WriteFile(o.Name, o.UID, o.GID, o.Mode, o.content); err != nil {
+			b.Abort()
+			return 0, fmt.Errorf("%s %q: %w", o.Kind, o.Name, err)
+		}
+		opts.hook("write")
+	}
+	if _, err := b.Commit(); err != nil {
+		b.Abort()
+		return 0, err
+	}
+	opts.hook("commit")
+	return next, nil
+}
+
+func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Options) error {
+	for _, o := range outputs {
+		if o.Link == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(o.Link), 0o755); err != nil {
+			return fmt.Errorf("%s %q: path %s: %w", o.Kind, o.Name, o.Link, err)
+		}
+		target := filepath.Join(m.SecretsDir, o.Name)
+		if current, err := os.Readlink(o.Link); err == nil && current == target {
+			continue
+		}
+		if err := ramfs.SwapSymlink(o.Link, target); err != nil {
+			return fmt.Errorf("%s %q: path %w", o.Kind, o.Name, err)
+		}
+		opts.hook("link")
+	}
+	for _, l := range stale {
+		// Only a symlink into secretsDir is ours to remove.
+		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, m.SecretsDir+"/") {
+			if err := unix.Unlink(l); err != nil {
+				opts.Log.Warn("removing a symlink no longer declared", zap.String("path", l), zap.Error(err))
+			}
+		}
+	}
+	return nil
+}
+
+func outputStates(m *manifest.Manifest, outputs []Output) []OutputState {
+	states := make([]OutputState, len(outputs))
+	for i, o := range outputs {
+		states[i] = OutputState{
+			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
+			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: len(o.content),
+			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,
+		}
+	}
+	return states
+}
+
+func signal(ctx context.Context, plan *Plan, opts *Options) []units.Result {
+	if len(plan.Restart) == 0 && len(plan.Reload) == 0 || opts.Connect == nil {
+		return nil
+	}
+	s, err := opts.Connect(ctx)
+	if err != nil {
+		opts.Log.Warn("systemd not reachable: units not signalled; the secrets are in place", zap.Error(err),
+			zap.Strings("restart", plan.Restart), zap.Strings("reload", plan.Reload))
+		return nil
+	}
+	defer s.Close()
+	return s.Signal(ctx, units.Request{Restart: plan.Restart, Reload: plan.Reload}, opts.UnitWait, opts.Log)
+}
+
+// lock serialises activations sharing a mount point. The lock file sits beside the mount point,
+// not in it, so it is the same file before and after the ramfs is mounted.
+func lock(mountPoint string) (func(), error) {
+	parent := filepath.Dir(mountPoint)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(parent, "."+filepath.Base(mountPoint)+".lock")
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}

@@ -1,0 +1,91 @@
+package activation
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/units"
+)
+
+// StateFile is the record of the last activation, root-only, on the ramfs.
+const StateFile = "state.json"
+
+// stateVersion changes when State changes incompatibly.
+const stateVersion = 1
+
+// State is what the last activation did. It holds ownership, modes and sizes, never content
+// nor any digest of it.
+type State struct {
+	Version     int               `json:"version"`
+	Generation  int               `json:"generation"`
+	ActivatedAt time.Time         `json:"activatedAt"`
+	Manifest    string            `json:"manifest"`
+	SecretsDir  string            `json:"secretsDir"`
+	MountPoint  string            `json:"mountPoint"`
+	Identities  []identity.Loaded `json:"identities"`
+	Outputs     []OutputState     `json:"outputs"`
+	Changes     []Change          `json:"changes"`
+	Units       []units.Result    `json:"units"`
+	NewGen      bool              `json:"newGeneration"`
+	DurationMS  float64           `json:"durationMs"`
+}
+
+// OutputState is one output as recorded.
+type OutputState struct {
+	Name         string   `json:"name"`
+	Kind         string   `json:"kind"`
+	Path         string   `json:"path"`
+	Link         string   `json:"link,omitempty"`
+	Owner        string   `json:"owner"`
+	Group        string   `json:"group"`
+	UID          int      `json:"uid"`
+	GID          int      `json:"gid"`
+	Mode         string   `json:"mode"`
+	Size         int      `json:"size"`
+	RestartUnits []string `json:"restartUnits,omitempty"`
+	ReloadUnits  []string `json:"reloadUnits,omitempty"`
+}
+
+// ReadState reads the state recorded under mountPoint. A missing file gives (nil, nil).
+func ReadState(mountPoint string) (*State, error) {
+	data, err := os.ReadFile(filepath.Join(mountPoint, StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("state %s: %w", filepath.Join(mountPoint, StateFile), err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("state %s: version %d, expected %d", filepath.Join(mountPoint, StateFile), st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// writeState replaces the state file atomically, readable by root only.
+func writeState(mountPoint string, st *State) error {
+	st.Version = stateVersion
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	final := filepath.Join(mountPoint, StateFile)
+	tmp := filepath.Join(mountPoint, ".secretd-tmp-"+StateFile)
+	os.Remove(tmp)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+// Command secretd activates secrets at boot and on every switch: `secretd activate` decrypts a
+// manifest's secrets into a fresh ramfs generation and swaps it in, `secretd check` verifies a
+// manifest at build time without decrypting, and `secretd status` tells an operator what is live
+// and whether it is healthy.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretd/secretd/activation"
+	"github.com/secretd/secretd/internal/logging"
+	"github.com/secretd/secretd/manifest"
+	"github.com/secretd/secretd/units"
+)
+
+const usage = `usage: secretd <command> [flags]
+
+commands:
+  activate --manifest PATH [--dry-run] [--json] [--for-users]
+           decrypt every secret into a new ramfs generation and make it live
+  check    --manifest PATH [--users]
+           validate a manifest and its files without decrypting (build time)
+  status   [--mount-point DIR] [--json]
+           show what is live; exit 0 when healthy, 1 otherwise
+
+Run 'secretd <command> -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitUnhealthy = 1
+)
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "activate":
+		return activate(args[1:], stdout, stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "status":
+		return status(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "secretd: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("secretd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func activate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("activate", stderr)
+	manifestPath := fs.String("manifest", "", "path of the manifest (required)")
+	dryRun := fs.Bool("dry-run", os.Getenv("NIXOS_ACTION") == "dry-activate", "print what would change and write nothing (default when NIXOS_ACTION=dry-activate)")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	forUsers := fs.Bool("for-users", false, "secrets needed before users exist: root-owned, no user lookup")
+	systemdAddress := fs.String("systemd-address", "", "D-Bus address of systemd (default: its private socket, else the system bus)")
+	noSignal := fs.Bool("no-signal", false, "do not restart or reload any unit")
+	unitWait := fs.Duration("unit-wait", 20*time.Second, "how long to wait for restart and reload jobs before recording them as queued")
+	debug := fs.Bool("debug", false, "log debug messages")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *manifestPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "secretd activate: --manifest PATH is required, and nothing else")
+		return exitUsage
+	}
+	log := logging.New(stderr, *debug)
+	defer log.Sync()
+
+	// Keep plaintext out of swap; ONFAULT locks pages as they are touched rather than every
+	// mapping the runtime reserves.
+	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
+		log.Warn("cannot lock memory; plaintext could reach swap", zap.Error(err))
+	}
+
+	m, err := manifest.Load(*manifestPath)
+	if err != nil {
+		log.Error("activation failed", zap.Error(err))
+		fmt.Fprintln(stderr, "secretd:", err)
+		return exitFailed
+	}
+	opts := activation.Options{
+		ManifestPath: *manifestPath, DryRun: *dryRun, ForUsers: *forUsers, Log: log, UnitWait: *unitWait,
+	}
+	if !*noSignal {
+		opts.Connect = func(ctx context.Context) (activation.Signaller, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if *systemdAddress != "" {
+				return units.ConnectAddress(ctx, *systemdAddress)
+			}
+			return units.Connect(ctx)
+		}
+	}
+	plan, err := activation.Activate(context.Background(), m, opts)
+	if err != nil {
+		log.Error("activation failed; the live generation is unchanged", zap.String("manifest", *manifestPath), zap.Error(err))
+		fmt.Fprintln(stderr, "secretd: activation failed:", err)
+		return exitFailed
+	}
+	if *dryRun || *asJSON {
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(plan)
+		} else {
+			plan.Print(stdout)
+		}
+	}
+	return exitOK
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", stderr)
+	manifestPath := fs.String("manifest", "", "path of the manifest (required)")
+	checkUsers := fs.Bool("users", false, "also resolve every owner and group on this host")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *manifestPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "secretd check: --manifest PATH is required, and nothing else")
+		return exitUsage
+	}
+	m, err := manifest.Load(*manifestPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "secretd:", err)
+		return exitFailed
+	}
+	var accounts activation.Accounts
+	if *checkUsers {
+		accounts = activation.NewSystemAccounts()
+	}
+	problems := activation.Check(m, accounts)
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "secretd: %s: %s\n", *manifestPath, p)
+	}
+	if len(problems) > 0 {
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "%s: %d secrets, %d templates: ok\n", *manifestPath, len(m.Secrets), len(m.Templates))
+	return exitOK
+}
+
+func status(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr)
+	mountPoint := fs.String("mount-point", manifest.DefaultMountPoint, "the ramfs holding the generations")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "secretd status: unexpected arguments")
+		return exitUsage
+	}
+	st := activation.ReadStatus(*mountPoint)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			fmt.Fprintln(stderr, "secretd:", err)
+			return exitFailed
+		}
+	} else {
+		st.Print(stdout)
+	}
+	if !st.Healthy {
+		return exitUnhealthy
+	}
+	return exitOK
+}
