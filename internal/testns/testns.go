@@ -14,8 +14,13 @@ const marker = "SECRETD_TEST_PRIVATE_MOUNT_NS"
 // Main re-executes the test binary under unshare(1) with a private mount namespace, then runs
 // the tests there. Without root the tests run as they are and those that mount skip.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for wrappers such as testscript's: it returns the exit code.
+func Run(m interface{ Run() int }) int {
 	if os.Getenv(marker) != "" || os.Geteuid() != 0 {
-		os.Exit(m.Run())
+		return m.Run()
 	}
 	args := append([]string{"--mount", "--propagation", "private", os.Args[0]}, os.Args[1:]...)
 	cmd := exec.Command("unshare", args...)
@@ -23,12 +28,12 @@ func Main(m *testing.M) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		if exit, ok := err.(*exec.ExitError); ok {
-			os.Exit(exit.ExitCode())
+			return exit.ExitCode()
 		}
 		fmt.Fprintln(os.Stderr, "testns: running the tests in a private mount namespace:", err)
-		os.Exit(1)
+		return 1
 	}
-	os.Exit(0)
+	return 0
 }
 
 // Require skips a test that mounts filesystems unless it runs in the private namespace.
