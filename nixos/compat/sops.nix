@@ -1,0 +1,253 @@
+# Lets a configuration written for sops-nix run on secretd unchanged: it declares sops-nix's
+# `sops.*` options (secrets, templates, placeholder, neededForUsers, restart and reload units)
+# and maps them onto `secretd.*`. Secrets land where sops-nix puts them: /run/secrets,
+# /run/secrets/rendered and /run/secrets-for-users. Import it instead of sops-nix's module,
+# not beside it. GnuPG keys are not supported.
+{
+  config,
+  lib,
+  ...
+}:
+
+let
+  inherit (lib) mkOption types;
+
+  cfg = config.sops;
+  users = config.users.users;
+
+  formats = [
+    "yaml"
+    "json"
+    "binary"
+    "dotenv"
+    "ini"
+  ];
+
+  # Options sops-nix gives secrets and templates alike.
+  ownershipOptions = config: {
+    mode = mkOption {
+      type = types.str;
+      default = "0400";
+      description = "Permission bits of the file, in octal.";
+    };
+    owner = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "User owning the file; when null, `uid` is used.";
+    };
+    uid = mkOption {
+      type = types.nullOr types.int;
+      default = 0;
+      description = "Owner of the file when `owner` is null.";
+    };
+    group = mkOption {
+      type = types.nullOr types.str;
+      default = if config.owner != null then users.${config.owner}.group or null else null;
+      defaultText = lib.literalExpression "config.users.users.\${owner}.group";
+      description = "Group of the file; when null, `gid` is used.";
+    };
+    gid = mkOption {
+      type = types.nullOr types.int;
+      default = 0;
+      description = "Group of the file when `group` is null.";
+    };
+    restartUnits = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Units restarted when the file changes.";
+    };
+    reloadUnits = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Units reloaded when the file changes.";
+    };
+  };
+
+  secretType = types.submodule (
+    { name, config, ... }:
+    {
+      options = ownershipOptions config // {
+        name = mkOption {
+          type = types.str;
+          default = name;
+          description = "Name of the file under /run/secrets.";
+        };
+        key = mkOption {
+          type = types.str;
+          default = if cfg.defaultSopsKey != null then cfg.defaultSopsKey else name;
+          description = ''Key looked up in the sops file ("" for the whole file; ignored for binary).'';
+        };
+        path = mkOption {
+          type = types.str;
+          default = "${if config.neededForUsers then "/run/secrets-for-users" else "/run/secrets"}/${config.name}";
+          description = "Where the secret can be read; elsewhere than the default, a symlink.";
+        };
+        format = mkOption {
+          type = types.enum formats;
+          default = cfg.defaultSopsFormat;
+          description = "Format of the sops file.";
+        };
+        sopsFile = mkOption {
+          type = types.path;
+          default = cfg.defaultSopsFile;
+          defaultText = lib.literalExpression "config.sops.defaultSopsFile";
+          description = "Sops file the secret is read from.";
+        };
+        neededForUsers = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Decrypt before users are created, into /run/secrets-for-users.";
+        };
+      };
+    }
+  );
+
+  templateType = types.submodule (
+    { name, config, ... }:
+    {
+      options = ownershipOptions config // {
+        name = mkOption {
+          type = types.str;
+          default = name;
+          description = "Name of the file under /run/secrets/rendered.";
+        };
+        path = mkOption {
+          type = types.str;
+          default = "/run/secrets/rendered/${config.name}";
+          description = "Where the rendered file can be read.";
+        };
+        content = mkOption {
+          type = types.lines;
+          default = "";
+          description = "Text of the file, holding `config.sops.placeholder.<secret>` values.";
+        };
+        file = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          description = "File read for the text instead of `content`.";
+        };
+      };
+    }
+  );
+
+  # sops-nix's owner/uid pairs: a name wins over the number.
+  ownershipOf = o: {
+    inherit (o) mode restartUnits reloadUnits;
+    owner = o.owner;
+    uid = if o.owner == null then o.uid else null;
+    group = o.group;
+    gid = if o.group == null then o.gid else null;
+  };
+
+  hostKeys = lib.optionals config.services.openssh.enable (
+    map (k: k.path) (
+      lib.filter (k: k.type or null == "ed25519" && !lib.hasPrefix "/run/secrets" k.path) config.services.openssh.hostKeys
+    )
+  );
+in
+{
+  imports = [ ../module.nix ];
+
+  options.sops = {
+    secrets = mkOption {
+      type = types.attrsOf secretType;
+      default = { };
+      description = "Secrets, as sops-nix declares them, activated by secretd.";
+    };
+    templates = mkOption {
+      type = types.attrsOf templateType;
+      default = { };
+      description = "Templates, as sops-nix declares them, rendered by secretd.";
+    };
+    placeholder = mkOption {
+      type = types.attrsOf types.str;
+      readOnly = true;
+      description = "The placeholder of each secret, for template contents.";
+    };
+    defaultSopsFile = mkOption {
+      type = types.path;
+      description = "Sops file that secrets come from by default.";
+    };
+    defaultSopsFormat = mkOption {
+      type = types.enum formats;
+      default = "yaml";
+      description = "Format of secrets that do not set one.";
+    };
+    defaultSopsKey = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Key of secrets that do not set one (null: the secret's name).";
+    };
+    validateSopsFiles = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Check the sops files when building the system (`secretd.checkManifest`).";
+    };
+    keepGenerations = mkOption {
+      type = types.ints.unsigned;
+      default = 1;
+      description = "Generations of secrets kept besides the current one (0 counts as 1).";
+    };
+    # Paths given as Nix paths are kept as strings, never copied into the store.
+    age.sshKeyPaths = mkOption {
+      type = types.listOf (types.either types.str types.path);
+      default = hostKeys;
+      defaultText = lib.literalMD "the ed25519 keys of `services.openssh.hostKeys`";
+      description = "SSH keys whose age identity decrypts the secrets.";
+    };
+    age.keyFile = mkOption {
+      type = types.nullOr (types.either types.str types.path);
+      default = null;
+      description = "An age identity file that decrypts the secrets.";
+    };
+    gnupg.home = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Not supported by secretd: must stay null.";
+    };
+    gnupg.sshKeyPaths = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Not supported by secretd: must stay empty.";
+    };
+  };
+
+  config = lib.mkMerge [
+    { sops.placeholder = lib.mapAttrs (n: _: config.secretd.placeholder.${n}) cfg.secrets; }
+
+    (lib.mkIf (cfg.secrets != { } || cfg.templates != { }) {
+      secretd = {
+        enable = true;
+        identityPaths = lib.mkDefault (
+          map toString (cfg.age.sshKeyPaths ++ lib.optional (cfg.age.keyFile != null) cfg.age.keyFile)
+        );
+        keepGenerations = lib.mkDefault (lib.max 1 cfg.keepGenerations);
+        checkManifest = lib.mkDefault cfg.validateSopsFiles;
+        secrets = lib.mapAttrs (
+          _: s:
+          ownershipOf s
+          // {
+            inherit (s) name path neededForUsers;
+            file = s.sopsFile;
+            inherit (s) format;
+            key = if s.format == "binary" then "" else s.key;
+          }
+        ) cfg.secrets;
+        templates = lib.mapAttrs (
+          _: t:
+          ownershipOf t
+          // {
+            inherit (t) name path;
+            content = if t.file != null then builtins.readFile t.file else t.content;
+          }
+        ) cfg.templates;
+      };
+      assertions = [
+        {
+          assertion = cfg.gnupg.home == null && cfg.gnupg.sshKeyPaths == [ ];
+          message = "sops.gnupg: secretd decrypts with age keys only (sops.age.sshKeyPaths, sops.age.keyFile), not GnuPG.";
+        }
+      ];
+    })
+  ];
+}

@@ -1,0 +1,6 @@
+// Package nixos holds the NixOS side of secretd: module.nix, which turns secretd.secrets and
+// secretd.templates into a version 1 manifest and the units that activate it, package.nix,
+// and update-vendor-hash.sh. Its Go tests evaluate module.nix with nixpkgs' module system
+// (tests/eval.nix), check the manifests it emits with the manifest package, keep the unit
+// files rendered from it in vmtest/golden in step, and check flake.nix's vendorHash.
+package nixos

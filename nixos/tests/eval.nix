@@ -1,0 +1,496 @@
+# Evaluates nixos/module.nix with nixpkgs' module system, stand-ins for the NixOS options it
+# touches (nixos-stubs.nix) and a stub pkgs, for one configuration chosen by `case`. The Go
+# tests in nixos/ run it:
+#
+#   nix-instantiate --eval --strict --json --readonly-mode nixos/tests/eval.nix \
+#     --argstr nixpkgsLib /path/to/nixpkgs/lib --argstr case realistic
+#
+# Stub paths: the package is /usr/local (so ExecStart is /usr/local/bin/secretd) and a checked
+# manifest named secretd-manifest.json is /etc/secretd/manifest.json, as the VM test installs
+# them; an unchecked manifest (pkgs.writeText) gets a fake store path.
+{
+  nixpkgsLib,
+  case ? "realistic",
+}:
+
+let
+  lib =
+    if builtins.pathExists (nixpkgsLib + "/lib/default.nix") then
+      import (nixpkgsLib + "/lib")
+    else
+      import nixpkgsLib;
+
+  pkgs = {
+    secretd = {
+      type = "derivation";
+      name = "secretd";
+      outPath = "/usr/local";
+    };
+    writeText = name: text: {
+      type = "derivation";
+      inherit name text;
+      outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    };
+    runCommand = name: env: buildCommand: {
+      type = "derivation";
+      inherit name env buildCommand;
+      outPath = "/etc/secretd/${lib.removePrefix "secretd-" name}";
+    };
+  };
+
+  renderUnit = import ./render-unit.nix { inherit lib; };
+
+  # A host with agenix-style files, a sops YAML default file with nested keys, templates,
+  # credentials, a secret for a user's password and symlinks elsewhere.
+  realistic =
+    { config, ... }:
+    {
+      services.openssh.enable = true;
+      systemd.sysusers.enable = true;
+      users.mutableUsers = false;
+      users.users = {
+        alice = {
+          isNormalUser = true;
+          group = "users";
+          hashedPasswordFile = config.secretd.secrets.alice-password.path;
+        };
+        nginx.group = "nginx";
+        grafana.group = "grafana";
+      };
+      users.groups = {
+        nginx = { };
+        grafana = { };
+      };
+      secretd = {
+        enable = true;
+        defaultFile = ./fixtures/secrets.sops.yaml;
+        keepGenerations = 2;
+        secrets = {
+          token = {
+            file = ./fixtures/token.age;
+            owner = "nginx";
+            group = "nginx";
+            mode = "0440";
+            restartUnits = [ "nginx.service" ];
+          };
+          "github/oauth_token".owner = "alice";
+          gitlab-token = {
+            key = "gitlab/oauth_token";
+            services = [ "gitlab-runner" ];
+          };
+          "tailscale/authkey" = {
+            services = [ "tailscaled.service" ];
+            reloadUnits = [ "tailscaled.service" ];
+          };
+          npmrc = {
+            owner = "alice";
+            group = "users";
+            path = "/home/alice/.npmrc";
+          };
+          grafana-db = {
+            key = "number";
+            uid = 472;
+            gid = 472;
+          };
+          api-token = {
+            file = "/var/lib/secrets/app.env";
+            key = "API_TOKEN";
+            symlink = false;
+            path = "/etc/app/token";
+          };
+          alice-password = {
+            neededForUsers = true;
+            key = "flag";
+          };
+        };
+        templates = {
+          "grafana.ini" = {
+            content = ''
+              [database]
+              password = ${config.secretd.placeholder.grafana-db}
+              [github]
+              token = ${config.secretd.placeholder."github/oauth_token"}
+            '';
+            owner = "grafana";
+            mode = "0440";
+            restartUnits = [ "grafana.service" ];
+          };
+          "nginx/htpasswd" = {
+            content = "admin:${config.secretd.placeholder.token}\n";
+            owner = "nginx";
+            path = "/etc/nginx/htpasswd";
+            reloadUnits = [ "nginx.service" ];
+          };
+        };
+      };
+    };
+
+  # What the golden unit files are rendered from: the default identities and one secret of
+  # each kind, with systemd-sysusers so that both units exist.
+  golden = {
+    services.openssh.enable = true;
+    systemd.sysusers.enable = true;
+    secretd = {
+      enable = true;
+      secrets.token.file = ./fixtures/token.age;
+      secrets.root-password = {
+        file = ./fixtures/secrets.sops.yaml;
+        key = "flag";
+        neededForUsers = true;
+      };
+    };
+  };
+
+  withUsersFrom = extra: {
+    imports = [ extra ];
+    services.openssh.enable = true;
+    secretd.enable = true;
+    secretd.secrets.root-password = {
+      file = ./fixtures/secrets.sops.yaml;
+      key = "flag";
+      neededForUsers = true;
+    };
+  };
+
+  tokenFile = ./fixtures/token.age;
+  sopsFile = ./fixtures/secrets.sops.yaml;
+
+  # A configuration expected to fail exactly the assertions whose messages contain the given
+  # strings.
+  bad = secretd: extra: {
+    config = {
+      imports = [ extra ];
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+      } // secretd;
+    };
+  };
+
+  cases = {
+    inherit realistic golden;
+
+    # Users created by the classic activation script: the secret needed for users is activated
+    # in an activation snippet that `users` depends on.
+    classic = withUsersFrom { };
+    userborn = withUsersFrom { services.userborn.enable = true; };
+
+    disabled = {
+      services.openssh.enable = true;
+      secretd.secrets.token.file = tokenFile;
+    };
+
+    empty = {
+      services.openssh.enable = true;
+      secretd.enable = true;
+    };
+
+    formats = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        secrets = {
+          inferred-yaml.file = sopsFile;
+          inferred-binary.file = tokenFile;
+          env-file = {
+            file = "/srv/app.sops.env";
+            key = "";
+          };
+          json-file.file = "/srv/secrets.sops.json";
+          ini-file.file = "/srv/app.sops.ini";
+          sops-binary = {
+            file = "/srv/blob.sops.json";
+            format = "binary";
+          };
+        };
+      };
+    };
+
+    default-format = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        defaultFile = "/srv/secrets.json";
+        defaultFormat = "json";
+        secrets = {
+          a = { };
+          b.file = "/srv/other.yaml";
+        };
+      };
+    };
+
+    # Configurations written for agenix and sops-nix, through the compatibility modules.
+    agenix-compat = {
+      imports = [ ../compat/agenix.nix ];
+      services.openssh.enable = true;
+      users.users.nginx.group = "nginx";
+      age.secrets = {
+        token.file = tokenFile;
+        nginx-token = {
+          file = tokenFile;
+          owner = "nginx";
+          mode = "0440";
+          path = "/etc/nginx/token";
+        };
+      };
+    };
+    sops-compat =
+      { config, ... }:
+      {
+        imports = [ ../compat/sops.nix ];
+        services.openssh.enable = true;
+        users.users.grafana.group = "grafana";
+        sops = {
+          defaultSopsFile = sopsFile;
+          age.keyFile = /var/lib/sops-nix/key.txt;
+          secrets = {
+            "github/oauth_token" = {
+              owner = "grafana";
+              restartUnits = [ "grafana.service" ];
+            };
+            blob = {
+              format = "binary";
+              sopsFile = "/srv/blob.sops.json";
+            };
+            root-pw = {
+              neededForUsers = true;
+              key = "flag";
+            };
+          };
+          templates."grafana.ini" = {
+            content = "token=${config.sops.placeholder."github/oauth_token"}";
+            owner = "grafana";
+          };
+        };
+      };
+
+    # With mutable users an owner may come from elsewhere: no assertion.
+    mutable-unknown-owner = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        secrets.token = {
+          file = tokenFile;
+          owner = "ghost";
+          group = "ghosts";
+        };
+      };
+    };
+  };
+
+  badCases = {
+    bad-no-identity = {
+      config = {
+        secretd.enable = true;
+        secretd.secrets.token.file = tokenFile;
+      };
+      expect = [ "secretd.identityPaths is empty" ];
+    };
+    bad-duplicate-path = bad {
+      secrets.a = {
+        file = tokenFile;
+        path = "/etc/shared";
+      };
+      secrets.b = {
+        file = tokenFile;
+        path = "/etc/shared";
+      };
+    } { } // {
+      expect = [ ''secretd.secrets."a" and secretd.secrets."b" all have path "/etc/shared"'' ];
+    };
+    bad-duplicate-name = bad {
+      secrets.a.file = tokenFile;
+      secrets.b = {
+        file = tokenFile;
+        name = "a";
+      };
+    } { } // {
+      expect = [ ''all have path "/run/secrets/a"'' ];
+    };
+    bad-template-path-clash = bad {
+      secrets.a = {
+        file = tokenFile;
+        path = "/etc/app.conf";
+      };
+      templates.app = {
+        content = "x";
+        path = "/etc/app.conf";
+      };
+    } { } // {
+      expect = [ ''secretd.secrets."a" and secretd.templates."app" all have path "/etc/app.conf"'' ];
+    };
+    bad-unknown-owner = bad {
+      secrets.token = {
+        file = tokenFile;
+        owner = "ghost";
+      };
+    } { users.mutableUsers = false; } // {
+      expect = [ ''owner "ghost" is not declared in users.users'' ];
+    };
+    bad-unknown-group = bad {
+      templates.conf = {
+        content = "x";
+        group = "ghosts";
+      };
+    } { users.mutableUsers = false; } // {
+      expect = [ ''secretd.templates."conf": group "ghosts" is not declared in users.groups'' ];
+    };
+    bad-binary-key = bad {
+      secrets.token = {
+        file = tokenFile;
+        key = "password";
+      };
+    } { } // {
+      expect = [ ''secretd.secrets."token": key = "password" is set, but a binary secret'' ];
+    };
+    bad-for-users-owner = bad {
+      secrets.pw = {
+        file = sopsFile;
+        neededForUsers = true;
+        owner = "alice";
+      };
+    } { users.users.alice = { }; } // {
+      expect = [ ''secretd.secrets."pw": neededForUsers secrets are activated before users'' ];
+    };
+    bad-for-users-gid = bad {
+      secrets.pw = {
+        file = sopsFile;
+        neededForUsers = true;
+        gid = 100;
+      };
+    } { } // {
+      expect = [ "must be owned by root" ];
+    };
+    bad-owner-and-uid = bad {
+      secrets.token = {
+        file = tokenFile;
+        owner = "alice";
+        uid = 1000;
+      };
+    } { } // {
+      expect = [ "set owner or uid, not both" ];
+    };
+    bad-path-in-secrets-dir = bad {
+      secrets.token = {
+        file = tokenFile;
+        path = "/run/secrets/other";
+      };
+    } { } // {
+      expect = [ ''path "/run/secrets/other" is inside a secrets directory'' ];
+    };
+    bad-relative-path = bad {
+      secrets.token = {
+        file = tokenFile;
+        path = "etc/token";
+      };
+    } { } // {
+      expect = [ ''path "etc/token" must be absolute'' ];
+    };
+    bad-name = bad {
+      secrets."../escape".file = tokenFile;
+    } { } // {
+      expect = [ ''name "../escape" must be segments'' ];
+    };
+    bad-rendered-name = bad {
+      secrets."rendered/x".file = tokenFile;
+    } { } // {
+      expect = [ ''name "rendered/x" is inside rendered/'' ];
+    };
+    bad-no-file = bad {
+      secrets.orphan = { };
+    } { } // {
+      expect = [ ''secretd.secrets."orphan": no encrypted file'' ];
+    };
+    bad-for-users-placeholder = {
+      config =
+        { config, ... }:
+        {
+          services.openssh.enable = true;
+          secretd = {
+            enable = true;
+            secrets.pw = {
+              file = sopsFile;
+              key = "flag";
+              neededForUsers = true;
+            };
+            templates.conf.content = "password=${config.secretd.placeholder.pw}";
+          };
+        };
+      expect = [ ''secretd.templates."conf": uses the placeholder of "pw", a neededForUsers secret'' ];
+    };
+    bad-credential-clash = bad {
+      secrets."a/b" = {
+        file = tokenFile;
+        services = [ "app" ];
+      };
+      secrets.a_b = {
+        file = tokenFile;
+        services = [ "app.service" ];
+      };
+    } { } // {
+      expect = [ ''would all be credential "a_b" of app.service'' ];
+    };
+  };
+
+  evaluate =
+    config:
+    (lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
+        ../module.nix
+        config
+        { _module.args.pkgs = pkgs; }
+      ];
+    }).config;
+
+  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+
+  report =
+    config:
+    let
+      secretdUnits = lib.filterAttrs (name: _: lib.hasPrefix "secretd" name) config.systemd.services;
+    in
+    {
+      failedAssertions = failedAssertions config;
+      manifest = config.secretd.manifest;
+      manifestForUsers = config.secretd.manifestForUsers;
+      manifestFile = toString config.secretd.manifestFile;
+      manifestFileForUsers = toString config.secretd.manifestFileForUsers;
+      checkCommand = config.secretd.manifestFile.buildCommand or null;
+      placeholders = config.secretd.placeholder;
+      credentialNames = lib.mapAttrs (_: s: s.credentialName) config.secretd.secrets;
+      secretPaths = lib.mapAttrs (_: s: s.path) config.secretd.secrets;
+      units = lib.mapAttrs (_: u: {
+        inherit (u)
+          description
+          wantedBy
+          requiredBy
+          wants
+          requires
+          after
+          before
+          conflicts
+          unitConfig
+          serviceConfig
+          ;
+        restartTriggers = map toString u.restartTriggers;
+      }) config.systemd.services;
+      unitTexts = lib.mapAttrs (name: renderUnit name) secretdUnits;
+      activationScripts = lib.mapAttrs (_: s: { inherit (s) deps text; }) config.system.activationScripts;
+      systemPackages = map toString config.environment.systemPackages;
+    };
+in
+if cases ? ${case} then
+  report (evaluate cases.${case})
+else if badCases ? ${case} then
+  {
+    inherit (badCases.${case}) expect;
+    failedAssertions = failedAssertions (evaluate badCases.${case}.config);
+  }
+else if case == "list" then
+  {
+    good = lib.attrNames cases;
+    bad = lib.attrNames badCases;
+  }
+else
+  throw "unknown case ${case}"
