@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Version is the only manifest version this build understands.
@@ -108,7 +109,7 @@ func Decode(data []byte) (*Manifest, error) {
 		Version *int `json:"version"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, describeJSONError(data, err)
+		return nil, describeJSONError(data, "", err)
 	}
 	if probe.Version == nil {
 		return nil, errors.New("version: missing (this secretd reads version 1)")
@@ -116,14 +117,33 @@ func Decode(data []byte) (*Manifest, error) {
 	if *probe.Version != Version {
 		return nil, fmt.Errorf("version: %d is not supported (this secretd reads version %d)", *probe.Version, Version)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var m Manifest
-	if err := dec.Decode(&m); err != nil {
-		return nil, describeJSONError(data, err)
+	// Secrets and templates are decoded one by one so that an error can name its element.
+	var top struct {
+		Manifest
+		Secrets   []json.RawMessage `json:"secrets"`
+		Templates []json.RawMessage `json:"templates"`
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the manifest object")
+	if err := decodeStrict(data, &top); err != nil {
+		return nil, describeJSONError(data, "", err)
+	}
+	m := top.Manifest
+	var p Problems
+	for i, raw := range top.Secrets {
+		var s Secret
+		if err := decodeStrict(raw, &s); err != nil {
+			p = append(p, describeJSONError(raw, fmt.Sprintf("secrets[%d]", i), err).Error())
+		}
+		m.Secrets = append(m.Secrets, s)
+	}
+	for i, raw := range top.Templates {
+		var t Template
+		if err := decodeStrict(raw, &t); err != nil {
+			p = append(p, describeJSONError(raw, fmt.Sprintf("templates[%d]", i), err).Error())
+		}
+		m.Templates = append(m.Templates, t)
+	}
+	if len(p) > 0 {
+		return nil, p
 	}
 	m.applyDefaults()
 	if err := m.Validate(); err != nil {
@@ -132,22 +152,50 @@ func Decode(data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// describeJSONError turns encoding/json errors into messages with a line and column.
-func describeJSONError(data []byte, err error) error {
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// describeJSONError turns encoding/json errors into messages with a location: a line and column
+// for syntax, the field's path otherwise. prefix is the element the data was decoded as.
+func describeJSONError(data []byte, prefix string, err error) error {
 	var syntax *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	location := func(field string) string {
+		// Embedded structs show up in the path; the JSON has no such level.
+		field = strings.NewReplacer("Ownership.", "", "Consumers.", "", "Manifest.", "").Replace(field)
+		switch {
+		case prefix == "" && field == "":
+			return "(top level)"
+		case prefix == "":
+			return field
+		case field == "":
+			return prefix
+		}
+		return prefix + "." + field
+	}
 	switch {
 	case errors.As(err, &syntax):
-		line, col := position(data, syntax.Offset)
+		line, col := position(data, syntax.Offset-1)
 		return fmt.Errorf("malformed JSON at line %d, column %d: %v", line, col, syntax)
 	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "(top level)"
-		}
-		return fmt.Errorf("%s: expected %s, got JSON %s", field, typeErr.Type, typeErr.Value)
+		return fmt.Errorf("%s: expected %s, got JSON %s", location(typeErr.Field), typeErr.Type, typeErr.Value)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("malformed JSON: unexpected end of input")
+	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("%s: unknown field %s", location(""), field)
+	}
+	if prefix != "" {
+		return fmt.Errorf("%s: %w", prefix, err)
 	}
 	return fmt.Errorf("malformed manifest: %w", err)
 }

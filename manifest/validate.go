@@ -145,9 +145,14 @@ func (m *Manifest) Validate() error {
 		}
 		m.checkOutput(&p, loc, &t.Ownership, t.Path, &t.Consumers, linkPaths)
 	}
+	tokens := map[string]string{}
 	for _, name := range sortedKeys(m.Placeholders) {
 		tok := m.Placeholders[name]
 		loc := fmt.Sprintf("placeholders[%q]", name)
+		if other, dup := tokens[tok]; dup {
+			p.add(loc, "%q already stands for secret %q", tok, other)
+		}
+		tokens[tok] = name
 		if !secretNames[name] {
 			p.add(loc, "no secret is named %q", name)
 		}
@@ -179,12 +184,18 @@ func (m *Manifest) checkOutput(p *Problems, loc string, o *Ownership, path strin
 	if o.Group != "" && o.GID != nil {
 		p.add(loc+".gid", "set group or gid, not both")
 	}
-	if o.UID != nil && *o.UID < 0 {
-		p.add(loc+".uid", "%d is negative", *o.UID)
+	// 2^32-1 is (uid_t)-1, which chown reads as "leave unchanged".
+	checkID := func(field string, id *int) {
+		switch {
+		case id == nil:
+		case *id < 0:
+			p.add(loc+"."+field, "%d is negative", *id)
+		case *id >= 1<<32-1:
+			p.add(loc+"."+field, "%d is out of range (0 to 4294967294)", *id)
+		}
 	}
-	if o.GID != nil && *o.GID < 0 {
-		p.add(loc+".gid", "%d is negative", *o.GID)
-	}
+	checkID("uid", o.UID)
+	checkID("gid", o.GID)
 	if _, err := ParseMode(o.Mode); err != nil {
 		p.add(loc+".mode", "%v", err)
 	}
