@@ -125,7 +125,16 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 		log.Warn("previous state unreadable", zap.Error(err))
 	}
 	plan.computeChanges(live, previousConsumers(previous))
-	plan.Links, plan.StaleLinks = links(outputs), staleLinks(previous, outputs)
+	plan.Links = links(outputs)
+	interrupted, err := readPending(m.MountPoint)
+	if err != nil {
+		log.Warn("record of an interrupted activation unreadable", zap.Error(err))
+	}
+	plan.StaleLinks = staleLinks(previous, interrupted, outputs)
+	if interrupted != nil && hasLive && interrupted.Generation == liveGen {
+		// The run that made the live generation was killed before it told its units.
+		plan.addUnits(interrupted.Restart, interrupted.Reload)
+	}
 
 	realDirEmpty, err := checkSecretsDir(m.SecretsDir)
 	if err != nil {
@@ -137,12 +146,22 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	if opts.DryRun {
 		return plan, nil
 	}
+	if err := cleanLeftovers(m, store, outputs, previous, interrupted, log); err != nil {
+		return plan, err
+	}
 
 	gen := liveGen
 	if plan.NewGeneration {
 		if gen, err = writeGeneration(m, store, outputs, &opts); err != nil {
 			return plan, err
 		}
+	}
+	// Recorded before anything visible changes, so that a run killed from here on is finished
+	// by the next: its units told, its links known.
+	if err := writePending(m.MountPoint, &pending{Generation: gen, Restart: plan.Restart, Reload: plan.Reload, Links: plan.Links}); err != nil {
+		return plan, err
+	}
+	if plan.NewGeneration {
 		if realDirEmpty {
 			if err := os.Remove(m.SecretsDir); err != nil {
 				return plan, fmt.Errorf("secretsDir %s: replacing the empty directory: %w", m.SecretsDir, err)
@@ -179,6 +198,9 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	state.Units = plan.Units
 	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
 	if err := writeState(m.MountPoint, state); err != nil {
+		return plan, err
+	}
+	if err := removePending(m.MountPoint); err != nil {
 		return plan, err
 	}
 	log.Info("activation complete",
@@ -292,23 +314,54 @@ func links(outputs []Output) []string {
 	return l
 }
 
-// staleLinks are path symlinks of the previous activation no longer declared.
-func staleLinks(previous *State, outputs []Output) []string {
-	if previous == nil {
-		return nil
-	}
+// staleLinks are path symlinks of the previous activation, or of one interrupted since, that
+// are no longer declared.
+func staleLinks(previous *State, interrupted *pending, outputs []Output) []string {
 	declared := map[string]bool{}
 	for _, o := range outputs {
 		declared[o.Link] = true
 	}
+	var candidates []string
+	if previous != nil {
+		for _, o := range previous.Outputs {
+			candidates = append(candidates, o.Link)
+		}
+	}
+	if interrupted != nil {
+		candidates = append(candidates, interrupted.Links...)
+	}
+	seen := map[string]bool{}
 	var stale []string
-	for _, o := range previous.Outputs {
-		if o.Link != "" && !declared[o.Link] {
-			stale = append(stale, o.Link)
+	for _, l := range candidates {
+		if l != "" && !declared[l] && !seen[l] {
+			seen[l] = true
+			stale = append(stale, l)
 		}
 	}
 	sort.Strings(stale)
 	return stale
+}
+
+// cleanLeftovers removes what a killed run left: unfinished generations and temporary symlinks
+// beside secretsDir and beside every path symlink it may have been making.
+func cleanLeftovers(m *manifest.Manifest, store ramfs.Store, outputs []Output, previous *State, interrupted *pending, log *zap.Logger) error {
+	if ok, _ := ramfs.IsRamfs(m.MountPoint); ok {
+		removed, err := store.CleanLeftovers()
+		if err != nil {
+			return fmt.Errorf("removing leftovers of an interrupted run: %w", err)
+		}
+		if len(removed) > 0 {
+			log.Info("removed leftovers of an interrupted run", zap.Strings("paths", removed))
+		}
+	}
+	candidates := append([]string{m.SecretsDir}, links(outputs)...)
+	candidates = append(candidates, staleLinks(previous, interrupted, outputs)...)
+	for _, l := range candidates {
+		if err := ramfs.RemoveStaleTmpLink(l); err != nil {
+			log.Warn("removing a temporary symlink of an interrupted run", zap.String("path", l), zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // checkSecretsDir accepts a missing secretsDir or a symlink. A real directory, as another tool
@@ -385,11 +438,6 @@ func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, 
 	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
 		return 0, err
 	}
-	if removed, err := store.CleanLeftovers(); err != nil {
-		return 0, fmt.Errorf("removing leftovers of an interrupted run: %w", err)
-	} else if len(removed) > 0 {
-		opts.Log.Info("removed leftovers of an interrupted run", zap.Strings("paths", removed))
-	}
 	next, err := store.Next()
 	if err != nil {
 		return 0, err
@@ -418,24 +466,19 @@ func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Opt
 		if o.Link == "" {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(o.Link), 0o755); err != nil {
-			return fmt.Errorf("%s %q: path %s: %w", o.Kind, o.Name, o.Link, err)
-		}
 		target := filepath.Join(m.SecretsDir, o.Name)
 		if current, err := os.Readlink(o.Link); err == nil && current == target {
 			continue
 		}
-		if err := ramfs.SwapSymlink(o.Link, target); err != nil {
+		if err := ramfs.PlaceSymlink(o.Link, target); err != nil {
 			return fmt.Errorf("%s %q: path %w", o.Kind, o.Name, err)
 		}
 		opts.hook("link")
 	}
+	ours := func(target string) bool { return strings.HasPrefix(target, m.SecretsDir+"/") }
 	for _, l := range stale {
-		// Only a symlink into secretsDir is ours to remove.
-		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, m.SecretsDir+"/") {
-			if err := unix.Unlink(l); err != nil {
-				opts.Log.Warn("removing a symlink no longer declared", zap.String("path", l), zap.Error(err))
-			}
+		if err := ramfs.RemoveSymlink(l, ours); err != nil {
+			opts.Log.Warn("removing a symlink no longer declared", zap.String("path", l), zap.Error(err))
 		}
 	}
 	return nil

@@ -143,6 +143,26 @@ func (p *Plan) computeChanges(live map[string]liveFile, previous map[string]unit
 	}
 }
 
+// addUnits merges more units to signal into the plan; a restart supersedes a reload.
+func (p *Plan) addUnits(restart, reload []string) {
+	r, l := map[string]bool{}, map[string]bool{}
+	for _, u := range append(p.Restart, restart...) {
+		r[u] = true
+	}
+	for _, u := range append(p.Reload, reload...) {
+		if !r[u] {
+			l[u] = true
+		}
+	}
+	p.Restart, p.Reload = sortedKeys(r), sortedKeys(l)
+	if len(p.Restart) == 0 {
+		p.Restart = nil
+	}
+	if len(p.Reload) == 0 {
+		p.Reload = nil
+	}
+}
+
 // Print writes the plan for people.
 func (p *Plan) Print(w io.Writer) {
 	fmt.Fprintf(w, "manifest:   %s\n", p.Manifest)

@@ -74,18 +74,66 @@ func ReadState(mountPoint string) (*State, error) {
 // writeState replaces the state file atomically, readable by root only.
 func writeState(mountPoint string, st *State) error {
 	st.Version = stateVersion
-	data, err := json.MarshalIndent(st, "", "  ")
+	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	final := filepath.Join(mountPoint, StateFile)
-	tmp := filepath.Join(mountPoint, ".secretd-tmp-"+StateFile)
+	return replaceFile(mountPoint, StateFile, data)
+}
+
+// pendingFile records, for the length of an activation's visible changes, what it was doing.
+const pendingFile = "pending.json"
+
+// pending is what an activation records before it swaps: a run killed after the swap has not
+// told its units, and may have made links that nothing else records.
+type pending struct {
+	Generation int      `json:"generation"`
+	Restart    []string `json:"restart,omitempty"`
+	Reload     []string `json:"reload,omitempty"`
+	Links      []string `json:"links,omitempty"`
+}
+
+func readPending(mountPoint string) (*pending, error) {
+	data, err := os.ReadFile(filepath.Join(mountPoint, pendingFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p pending
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(mountPoint, pendingFile), err)
+	}
+	return &p, nil
+}
+
+func writePending(mountPoint string, p *pending) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return replaceFile(mountPoint, pendingFile, data)
+}
+
+func removePending(mountPoint string) error {
+	err := os.Remove(filepath.Join(mountPoint, pendingFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// replaceFile writes name under dir atomically, readable by root only.
+func replaceFile(dir, name string, data []byte) error {
+	final := filepath.Join(dir, name)
+	tmp := filepath.Join(dir, ".secretd-tmp-"+name)
 	os.Remove(tmp)
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("writing state: %w", err)
+		return fmt.Errorf("writing %s: %w", final, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("writing state: %w", err)
+		return fmt.Errorf("writing %s: %w", final, err)
 	}
 	return nil
 }

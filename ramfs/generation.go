@@ -263,13 +263,3 @@ func SwapSymlink(link, target string) error {
 	}
 	return nil
 }
-
-// RemoveStaleTmpLink removes the temporary symlink an interrupted SwapSymlink(link, …) left.
-func RemoveStaleTmpLink(link string) error {
-	dir, base := filepath.Split(link)
-	err := unix.Unlink(filepath.Join(dir, tmpLinkPrefix+base))
-	if err != nil && err != unix.ENOENT {
-		return err
-	}
-	return nil
-}

@@ -1,0 +1,188 @@
+package ramfs
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSymlinks bounds symlink resolution, as the kernel's ELOOP does.
+const maxSymlinks = 40
+
+// trustedDir resolves dir to a path with no symlink in it, following only symlinks owned by
+// root: a directory a user controls must not redirect where root places a link (a user could
+// point ~/.config at /etc). create makes missing directories, root-owned, mode 0755.
+func trustedDir(dir string, create bool) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("%s is not absolute", dir)
+	}
+	pending := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
+	resolved := "/"
+	links := 0
+	for len(pending) > 0 {
+		seg := pending[0]
+		pending = pending[1:]
+		if seg == "" || seg == "." {
+			continue
+		}
+		if seg == ".." {
+			resolved = filepath.Dir(resolved)
+			continue
+		}
+		next := filepath.Join(resolved, seg)
+		var st unix.Stat_t
+		err := unix.Lstat(next, &st)
+		switch {
+		case err == unix.ENOENT && create:
+			if err := unix.Mkdir(next, 0o755); err != nil && err != unix.EEXIST {
+				return "", fmt.Errorf("creating %s: %w", next, err)
+			}
+			resolved = next
+		case err != nil:
+			return "", &pathError{next, err}
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+			if st.Uid != 0 {
+				return "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only root's symlinks there", next, st.Uid)
+			}
+			if links++; links > maxSymlinks {
+				return "", &pathError{dir, unix.ELOOP}
+			}
+			target, err := readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if filepath.IsAbs(target) {
+				resolved = "/"
+			}
+			pending = append(strings.Split(strings.Trim(target, "/"), "/"), pending...)
+		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			return "", fmt.Errorf("%s is not a directory", next)
+		default:
+			resolved = next
+		}
+	}
+	return resolved, nil
+}
+
+type pathError struct {
+	path string
+	err  error
+}
+
+func (e *pathError) Error() string { return e.path + ": " + e.err.Error() }
+func (e *pathError) Unwrap() error { return e.err }
+
+func readlink(path string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Readlink(path, buf)
+	if err != nil {
+		return "", &pathError{path, err}
+	}
+	return string(buf[:n]), nil
+}
+
+// openDirNoFollow opens an absolute path free of symlinks, refusing any symlink that appears
+// in it since it was resolved.
+func openDirNoFollow(dir string) (int, error) {
+	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, seg := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if seg == "" {
+			continue
+		}
+		next, err := unix.Openat(fd, seg, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, &pathError{dir, err}
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// PlaceSymlink points link at target atomically, making missing parent directories. Only
+// root-owned symlinks are followed on the way to link's directory, and once there every step
+// is relative to that directory's handle. Whatever stood at link is exchanged for the new
+// symlink, and put back if it was not a symlink: secretd replaces only symlinks.
+func PlaceSymlink(link, target string) error {
+	parent, err := trustedDir(filepath.Dir(link), true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	dirfd, err := openDirNoFollow(parent)
+	if err != nil {
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	defer unix.Close(dirfd)
+	base := filepath.Base(link)
+	tmp := tmpLinkPrefix + base
+	if err := unix.Unlinkat(dirfd, tmp, 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("removing stale %s: %w", tmp, err)
+	}
+	if err := unix.Symlinkat(target, dirfd, tmp); err != nil {
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	err = unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if err != unix.EEXIST {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	if err := unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_EXCHANGE); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	// What was at link is now at tmp.
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, tmp, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_EXCHANGE); err != nil {
+			return fmt.Errorf("%s: a file appeared there and could not be put back (it is at %s): %w", link, filepath.Join(parent, tmp), err)
+		}
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("%s is not a symlink; secretd replaces only symlinks there", link)
+	}
+	return unix.Unlinkat(dirfd, tmp, 0)
+}
+
+// RemoveSymlink removes link if it is a symlink whose target ours accepts, following no
+// untrusted symlink on the way. A link that is missing or not ours is left alone.
+func RemoveSymlink(link string, ours func(target string) bool) error {
+	parent, err := trustedDir(filepath.Dir(link), false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dirfd, err := openDirNoFollow(parent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	base := filepath.Base(link)
+	buf := make([]byte, 4096)
+	n, err := unix.Readlinkat(dirfd, base, buf)
+	if err != nil {
+		return nil // missing, or not a symlink: not ours
+	}
+	if !ours(string(buf[:n])) {
+		return nil
+	}
+	return unix.Unlinkat(dirfd, base, 0)
+}
+
+// RemoveStaleTmpLink removes the temporary symlink an interrupted swap of link left.
+func RemoveStaleTmpLink(link string) error {
+	tmpLink := filepath.Join(filepath.Dir(link), tmpLinkPrefix+filepath.Base(link))
+	return RemoveSymlink(tmpLink, func(string) bool { return true })
+}
