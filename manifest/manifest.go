@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 )
 
@@ -152,7 +153,12 @@ func Decode(data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// decodeStrict decodes one JSON object into v, refusing unknown fields, fields spelt in
+// another case (encoding/json would accept them) and repeated fields (the last would win).
 func decodeStrict(data []byte, v any) error {
+	if err := checkKeys(data, jsonFields(reflect.TypeOf(v).Elem())); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -244,4 +250,50 @@ func (o *Ownership) applyDefaults() {
 	if o.Mode == "" {
 		o.Mode = DefaultMode
 	}
+}
+
+// checkKeys reads the keys of the JSON object in data and checks each against fields exactly.
+func checkKeys(data []byte, fields map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: decoding reports it
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if !fields[key] {
+			return fmt.Errorf("json: unknown field %q", key)
+		}
+		if seen[key] {
+			return fmt.Errorf("field %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of a struct's fields, embedded structs' included.
+func jsonFields(t reflect.Type) map[string]bool {
+	fields := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case f.Anonymous && name == "":
+			for k := range jsonFields(f.Type) {
+				fields[k] = true
+			}
+		case name != "" && name != "-":
+			fields[name] = true
+		}
+	}
+	return fields
 }
