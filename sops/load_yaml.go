@@ -1,0 +1,247 @@
+package sops
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/secretd/secretd/manifest"
+	"github.com/secretd/secretd/structured"
+)
+
+// commentTable records, for each map entry and list item, the comment lines sops' tree holds
+// between it and the previous value of the same map or list. sops decides by them which values
+// are encrypted when a file uses encrypted_comment_regex or unencrypted_comment_regex.
+type commentTable map[*structured.Node][][]string
+
+// before returns the comments preceding entry i of container n.
+func (t commentTable) before(n *structured.Node, i int) []string {
+	if lists, ok := t[n]; ok && i < len(lists) {
+		return lists[i]
+	}
+	return nil
+}
+
+func (t commentTable) set(n *structured.Node, i, size int, comments []string) {
+	if len(comments) == 0 {
+		return
+	}
+	lists, ok := t[n]
+	if !ok {
+		lists = make([][]string, size)
+		t[n] = lists
+	}
+	lists[i] = comments
+}
+
+// loadYAML reads YAML as sops' YAML store does: every document of the stream is a mapping,
+// aliases are expanded, "<<" is an ordinary key, and duplicate keys are an error. Comments are
+// kept only as the commentTable.
+func loadYAML(data []byte) (*encryptedFile, error) {
+	return loadYAMLWith(data, true)
+}
+
+// loadYAMLWith reads YAML. With fast, encrypted tokens are first replaced by placeholders (see
+// shrinkEncrypted; escape sequences could spell a placeholder in the parsed text, so documents
+// with a backslash are left as they are) and the document is read by parseSimpleYAML when it
+// has the shape sops writes; yaml.v3 reads everything else.
+func loadYAMLWith(data []byte, fast bool) (*encryptedFile, error) {
+	s := &shrunk{data: data}
+	if fast && bytes.IndexByte(data, '\\') < 0 {
+		s = shrinkEncrypted(data)
+	}
+	if fast {
+		if root, ok := parseSimpleYAML(string(s.data), s); ok {
+			f := &encryptedFile{format: manifest.FormatYAML, sourceFormat: manifest.FormatYAML, roots: []*structured.Node{root}}
+			if err := f.splitMetadata(); err != nil {
+				return nil, err
+			}
+			return f, nil
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(s.data))
+	r := &yamlReader{shrunk: s, comments: commentTable{}, shared: map[*yaml.Node]*structured.Node{}, sizes: map[*structured.Node]int{}, open: map[*yaml.Node]bool{}}
+	var roots []*structured.Node
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("malformed YAML: %w", err)
+		}
+		root, err := r.document(&doc)
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, root)
+	}
+	if len(roots) == 0 {
+		return nil, errNoMetadata
+	}
+	f := &encryptedFile{format: manifest.FormatYAML, sourceFormat: manifest.FormatYAML, roots: roots, comments: r.comments}
+	if err := f.splitMetadata(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+type yamlReader struct {
+	shrunk   *shrunk
+	comments commentTable
+	// shared holds the conversion of each anchored node reached through an alias.
+	shared map[*yaml.Node]*structured.Node
+	sizes  map[*structured.Node]int
+	open   map[*yaml.Node]bool
+	total  int
+}
+
+// commentLines splits a yaml.v3 comment into lines without their "#", as sops stores them.
+func (r *yamlReader) commentLines(comment string, into []string) []string {
+	if comment == "" {
+		return into
+	}
+	for _, line := range strings.Split(comment, "\n") {
+		if line != "" {
+			into = append(into, r.shrunk.restore(line[1:]))
+		}
+	}
+	return into
+}
+
+func (r *yamlReader) document(doc *yaml.Node) (*structured.Node, error) {
+	lead := r.commentLines(doc.LineComment, r.commentLines(doc.HeadComment, nil))
+	if len(doc.Content) == 0 {
+		return &structured.Node{Kind: structured.Map}, nil
+	}
+	top := doc.Content[0]
+	if top.Kind == yaml.AliasNode && top.Alias != nil {
+		top = top.Alias
+	}
+	switch {
+	case top.Kind == yaml.MappingNode:
+	case top.Kind == yaml.ScalarNode && top.ShortTag() == structured.TagNull:
+		return &structured.Node{Kind: structured.Map}, nil
+	default:
+		return nil, errors.New("a YAML document that is not a mapping cannot be a sops file")
+	}
+	r.total++
+	return r.mapping(top, nil, false, lead)
+}
+
+func (r *yamlReader) tooLarge() error {
+	return fmt.Errorf("YAML expands to more than %d values", maxExpandedNodes)
+}
+
+// node converts n; handled says whether its own head and line comments were already recorded
+// by its parent (true for scalars, aliases and list items), as in sops' store.
+func (r *yamlReader) node(n *yaml.Node, path []string, handled bool) (*structured.Node, error) {
+	r.total++
+	if r.total > maxExpandedNodes {
+		return nil, r.tooLarge()
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		target := n.Alias
+		if target == nil {
+			return nil, fmt.Errorf("alias without anchor at %s", describe(path))
+		}
+		if done, ok := r.shared[target]; ok {
+			r.total += r.sizes[done]
+			if r.total > maxExpandedNodes {
+				return nil, r.tooLarge()
+			}
+			return done, nil
+		}
+		if r.open[target] {
+			return nil, fmt.Errorf("alias at %s refers to a value that contains it", describe(path))
+		}
+		r.open[target] = true
+		before := r.total
+		out, err := r.node(target, path, false)
+		delete(r.open, target)
+		if err != nil {
+			return nil, err
+		}
+		r.shared[target] = out
+		r.sizes[out] = r.total - before
+		return out, nil
+	case yaml.ScalarNode:
+		tag := n.ShortTag()
+		return &structured.Node{Kind: structured.KindOfTag(tag), Tag: tag, Text: r.shrunk.restore(n.Value)}, nil
+	case yaml.SequenceNode:
+		return r.sequence(n, path, handled)
+	case yaml.MappingNode:
+		return r.mapping(n, path, handled, nil)
+	}
+	return nil, fmt.Errorf("unsupported YAML node at %s", describe(path))
+}
+
+func (r *yamlReader) sequence(n *yaml.Node, path []string, handled bool) (*structured.Node, error) {
+	out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, 0, len(n.Content))}
+	var comments []string
+	if !handled {
+		comments = r.commentLines(n.LineComment, r.commentLines(n.HeadComment, nil))
+	}
+	for i, item := range n.Content {
+		comments = r.commentLines(item.LineComment, r.commentLines(item.HeadComment, comments))
+		child, err := r.node(item, path, true)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, child)
+		r.comments.set(out, i, len(n.Content), comments)
+		comments = r.commentLines(item.FootComment, nil)
+	}
+	return out, nil
+}
+
+func (r *yamlReader) mapping(n *yaml.Node, path []string, handled bool, lead []string) (*structured.Node, error) {
+	size := len(n.Content) / 2
+	out := &structured.Node{Kind: structured.Map, Entries: make([]structured.Entry, 0, size)}
+	comments := lead
+	if !handled {
+		comments = r.commentLines(n.LineComment, r.commentLines(n.HeadComment, comments))
+	}
+	seen := make(map[string]bool, size)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		comments = r.commentLines(k.LineComment, r.commentLines(k.HeadComment, comments))
+		scalarValue := v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode
+		if scalarValue {
+			comments = r.commentLines(v.LineComment, r.commentLines(v.HeadComment, comments))
+		}
+		keyNode := k
+		if keyNode.Kind == yaml.AliasNode && keyNode.Alias != nil {
+			keyNode = keyNode.Alias
+		}
+		if keyNode.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("a key under %s is a map or list; sops supports string keys only", describe(path))
+		}
+		key := r.shrunk.restore(keyNode.Value)
+		if tag := keyNode.ShortTag(); tag != structured.TagString && tag != "!!merge" {
+			return nil, fmt.Errorf("key %q under %s is a %s; sops supports string keys only", key, describe(path), structured.KindOfTag(tag))
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("duplicate key %q under %s", key, describe(path))
+		}
+		seen[key] = true
+		child, err := r.node(v, append(path[:len(path):len(path)], key), scalarValue)
+		if err != nil {
+			return nil, err
+		}
+		r.comments.set(out, len(out.Entries), size, comments)
+		out.Entries = append(out.Entries, structured.Entry{Key: key, Value: child})
+		comments = nil
+		if scalarValue {
+			comments = r.commentLines(v.FootComment, comments)
+		}
+		comments = r.commentLines(k.FootComment, comments)
+	}
+	return out, nil
+}

@@ -1,0 +1,363 @@
+// Package structured parses plaintext documents (YAML, JSON, dotenv, INI, or opaque bytes) into
+// an ordered tree and extracts one value from it by key path.
+//
+// A key path is a "/"-separated list of map keys, a number selecting a list element
+// ("servers/0/host"); a key may itself contain "." or "/" ("guest_accounts.json"). For dotenv
+// it is a variable name, for INI "section/key" or just "key" for a key outside any section. The
+// empty key selects the whole document.
+//
+// A string comes back exactly as stored (no newline added), a number or boolean as its text
+// ("42", "true"), null as nothing, and a map or list re-serialised in the document's own format
+// the way `sops --decrypt --extract` prints it, so secrets read the same as with sops-nix: YAML
+// with 4-space indentation; JSON tab-indented, a map ending with a newline. A whole document is
+// re-serialised too; comments are not kept.
+//
+// Error messages name keys and types but never values, because values are secrets.
+package structured
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/secretd/secretd/manifest"
+)
+
+// Kind is the type of a Node.
+type Kind uint8
+
+// Node kinds. Scalars keep their text as written; maps and lists keep document order.
+const (
+	String Kind = iota + 1
+	Int
+	Float
+	Bool
+	Null
+	Map
+	List
+)
+
+func (k Kind) String() string {
+	switch k {
+	case String:
+		return "string"
+	case Int:
+		return "integer"
+	case Float:
+		return "float"
+	case Bool:
+		return "boolean"
+	case Null:
+		return "null"
+	case Map:
+		return "map"
+	case List:
+		return "list"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Node is one value of a document. Nodes reached through YAML aliases may be shared, so a tree
+// must be treated as read-only once built.
+type Node struct {
+	Kind Kind
+	// Text is a scalar's value: a string's content, or a number or boolean as written.
+	Text string
+	// Tag is a scalar's YAML tag in short form ("!!str", "!!int", "!!timestamp", ...). Empty means
+	// the tag follows from Kind; it only matters when the node is written as YAML.
+	Tag string
+	// Entries are a map's key/value pairs in document order. Keys are unique in parsed
+	// documents; where a tree carries a key twice, lookups try each in order.
+	Entries []Entry
+	// Items are a list's elements.
+	Items []*Node
+}
+
+// Entry is one key of a map.
+type Entry struct {
+	Key   string
+	Value *Node
+}
+
+// IsScalar reports whether n is neither a map nor a list.
+func (n *Node) IsScalar() bool { return n.Kind != Map && n.Kind != List }
+
+// Document is a parsed plaintext document.
+type Document struct {
+	format string
+	// roots holds one tree per YAML document of a multi-document stream; every other format has
+	// exactly one. Lookups use the first.
+	roots []*Node
+}
+
+// ErrKeyNotFound is matched (with errors.Is) by every error reporting a missing key.
+var ErrKeyNotFound = errors.New("key not found")
+
+// KeyError reports a key path that does not lead to a value.
+type KeyError struct {
+	// Key is the whole key path asked for.
+	Key string
+	// Reason says where the walk stopped, naming keys and kinds only.
+	Reason string
+}
+
+func (e *KeyError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("key %q not found", e.Key)
+	}
+	return fmt.Sprintf("key %q not found: %s", e.Key, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrKeyNotFound) true.
+func (e *KeyError) Is(target error) bool { return target == ErrKeyNotFound }
+
+// Parse parses data in format (one of manifest.FormatYAML, FormatJSON, FormatDotenv, FormatINI
+// or FormatBinary, the latter being the whole bytes as one string).
+func Parse(format string, data []byte) (*Document, error) {
+	var roots []*Node
+	var err error
+	switch format {
+	case manifest.FormatBinary:
+		roots = []*Node{{Kind: String, Text: string(data)}}
+	case manifest.FormatYAML:
+		roots, err = parseYAML(data)
+	case manifest.FormatJSON:
+		var root *Node
+		root, err = parseJSON(data)
+		roots = []*Node{root}
+	case manifest.FormatDotenv:
+		var root *Node
+		root, err = parseDotenv(data)
+		roots = []*Node{root}
+	case manifest.FormatINI:
+		var root *Node
+		root, err = parseINI(data)
+		roots = []*Node{root}
+	default:
+		return nil, fmt.Errorf("unknown document format %q", format)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", format, err)
+	}
+	return &Document{format: format, roots: roots}, nil
+}
+
+// NewDocument wraps trees built elsewhere (for example decrypted from an encrypted file) as a
+// Document of format. YAML accepts several roots (one per document of a stream); every other
+// format exactly one. A binary document's root must be a String node holding the bytes; dotenv
+// and INI roots must be maps shaped as Parse builds them.
+func NewDocument(format string, roots ...*Node) (*Document, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("document has no root")
+	}
+	for _, r := range roots {
+		if r == nil {
+			return nil, errors.New("document has a nil root")
+		}
+	}
+	switch format {
+	case manifest.FormatYAML:
+	case manifest.FormatJSON, manifest.FormatDotenv, manifest.FormatINI, manifest.FormatBinary:
+		if len(roots) != 1 {
+			return nil, fmt.Errorf("a %s document has exactly one root, got %d", format, len(roots))
+		}
+		switch {
+		case format == manifest.FormatBinary && roots[0].Kind != String:
+			return nil, fmt.Errorf("a binary document's root must be a string, got %s", roots[0].Kind)
+		case (format == manifest.FormatDotenv || format == manifest.FormatINI) && roots[0].Kind != Map:
+			return nil, fmt.Errorf("a %s document's root must be a map, got %s", format, roots[0].Kind)
+		}
+	default:
+		return nil, fmt.Errorf("unknown document format %q", format)
+	}
+	return &Document{format: format, roots: roots}, nil
+}
+
+// Format returns the document's format.
+func (d *Document) Format() string { return d.format }
+
+// Roots returns the document's trees: one per YAML document, exactly one for other formats.
+func (d *Document) Roots() []*Node { return d.roots }
+
+// Value returns the value at key, or with an empty key the whole document serialised in its
+// own format. See the package documentation for the key syntax and how values are rendered.
+func (d *Document) Value(key string) ([]byte, error) {
+	if key == "" {
+		return d.serialiseWhole()
+	}
+	n, err := d.lookup(key)
+	if err != nil {
+		return nil, err
+	}
+	if n.IsScalar() {
+		return scalarBytes(n), nil
+	}
+	out, err := d.serialiseNode(n, key)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", key, err)
+	}
+	return out, nil
+}
+
+// Has reports, with the same error Value would give, whether key names a value. It does not
+// serialise anything.
+func (d *Document) Has(key string) error {
+	if key == "" {
+		return nil
+	}
+	_, err := d.lookup(key)
+	return err
+}
+
+// scalarBytes renders a scalar: its text, or nothing for null.
+func scalarBytes(n *Node) []byte {
+	if n.Kind == Null {
+		return []byte{}
+	}
+	return []byte(n.Text)
+}
+
+func (d *Document) lookup(key string) (*Node, error) {
+	root := d.roots[0]
+	switch d.format {
+	case manifest.FormatBinary:
+		return nil, &KeyError{Key: key, Reason: "a binary document is a single value and has no keys"}
+	case manifest.FormatDotenv:
+		for _, e := range root.Entries {
+			if e.Key == key {
+				return e.Value, nil
+			}
+		}
+		return nil, &KeyError{Key: key, Reason: "no such variable"}
+	case manifest.FormatINI:
+		return lookupINI(root, key)
+	}
+	return lookupPath(root, key)
+}
+
+// lookupPath resolves a "/"-separated path. A map key may itself contain "/": where segments
+// could be read either way, the shortest key that leads to a value wins.
+func lookupPath(root *Node, key string) (*Node, error) {
+	segments := strings.Split(key, "/")
+	if n := resolve(root, segments); n != nil {
+		return n, nil
+	}
+	return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
+}
+
+// resolve walks segments from n and returns the node reached, or nil.
+func resolve(n *Node, segments []string) *Node {
+	if len(segments) == 0 {
+		return n
+	}
+	switch n.Kind {
+	case Map:
+		for take := 1; take <= len(segments); take++ {
+			k := strings.Join(segments[:take], "/")
+			for i := range n.Entries {
+				if n.Entries[i].Key != k {
+					continue
+				}
+				if found := resolve(n.Entries[i].Value, segments[take:]); found != nil {
+					return found
+				}
+			}
+		}
+	case List:
+		if i, ok := listIndex(segments[0], len(n.Items)); ok {
+			return resolve(n.Items[i], segments[1:])
+		}
+	}
+	return nil
+}
+
+func listIndex(segment string, length int) (int, bool) {
+	if segment == "" || (len(segment) > 1 && segment[0] == '0') {
+		return 0, false
+	}
+	i, err := strconv.Atoi(segment)
+	if err != nil || i < 0 || i >= length {
+		return 0, false
+	}
+	return i, true
+}
+
+// explainMiss describes where a failed walk stopped, following the shortest-key reading.
+func explainMiss(n *Node, segments []string) string {
+	var walked []string
+	where := func() string {
+		if len(walked) == 0 {
+			return "the document"
+		}
+		return fmt.Sprintf("%q", strings.Join(walked, "/"))
+	}
+	for len(segments) > 0 {
+		seg := segments[0]
+		switch n.Kind {
+		case Map:
+			var next *Node
+			for i := range n.Entries {
+				if n.Entries[i].Key == seg {
+					next = n.Entries[i].Value
+					break
+				}
+			}
+			if next == nil {
+				return fmt.Sprintf("%s has no key %q", where(), seg)
+			}
+			n = next
+		case List:
+			i, ok := listIndex(seg, len(n.Items))
+			if !ok {
+				return fmt.Sprintf("%s is a list of %d items and %q is not an index in it", where(), len(n.Items), seg)
+			}
+			n = n.Items[i]
+		default:
+			return fmt.Sprintf("%s is a %s, not a map or list", where(), n.Kind)
+		}
+		walked = append(walked, seg)
+		segments = segments[1:]
+	}
+	return ""
+}
+
+func (d *Document) serialiseWhole() ([]byte, error) {
+	switch d.format {
+	case manifest.FormatBinary:
+		return []byte(d.roots[0].Text), nil
+	case manifest.FormatYAML:
+		return emitYAML(d.roots)
+	case manifest.FormatJSON:
+		out, err := emitJSON(d.roots[0])
+		if err != nil {
+			return nil, err
+		}
+		return append(out, '\n'), nil
+	case manifest.FormatDotenv:
+		return emitDotenv(d.roots[0])
+	case manifest.FormatINI:
+		return emitINI(d.roots[0].Entries)
+	}
+	return nil, fmt.Errorf("unknown document format %q", d.format)
+}
+
+// serialiseNode renders a map or list found at key.
+func (d *Document) serialiseNode(n *Node, key string) ([]byte, error) {
+	switch d.format {
+	case manifest.FormatYAML:
+		return emitYAMLValue(n)
+	case manifest.FormatJSON:
+		out, err := emitJSON(n)
+		if err == nil && n.Kind == Map {
+			// A map is written as a whole JSON file, with its final newline, as
+			// `sops --decrypt --extract` does; a list is written bare.
+			out = append(out, '\n')
+		}
+		return out, err
+	case manifest.FormatINI:
+		// Only a section is a map in an INI document.
+		return emitINI([]Entry{{Key: key, Value: n}})
+	}
+	return nil, fmt.Errorf("a %s in a %s document cannot be rendered", n.Kind, d.format)
+}
