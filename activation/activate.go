@@ -90,18 +90,6 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	if err != nil {
 		return nil, err
 	}
-	values, wipe, err := secretValues(m, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer wipe()
-	rendered := fillContent(m, outputs, values)
-	defer func() {
-		for _, b := range rendered {
-			clear(b)
-		}
-	}()
-
 	store := ramfs.Store{Root: m.MountPoint}
 	plan := &Plan{Manifest: opts.ManifestPath, SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Outputs: outputs}
 	liveGen, hasLive, err := store.Live(m.SecretsDir)
@@ -124,6 +112,24 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	if err != nil {
 		log.Warn("previous state unreadable", zap.Error(err))
 	}
+	var reuse *reuser
+	if hasLive && previous != nil && previous.Generation == liveGen {
+		reuse = &reuser{identities: ids.Fingerprint(), prev: map[string]OutputState{}, live: live}
+		for _, o := range previous.Outputs {
+			reuse.prev[o.Name] = o
+		}
+	}
+	values, sources, wipe, err := secretValues(m, ids, reuse)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe()
+	rendered := fillContent(m, outputs, values)
+	defer func() {
+		for _, b := range rendered {
+			clear(b)
+		}
+	}()
 	plan.computeChanges(live, previousConsumers(previous))
 	plan.Links = links(outputs)
 	interrupted, err := readPending(m.MountPoint)
@@ -151,8 +157,12 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	}
 
 	gen := liveGen
+	written := map[string]ramfs.FileInfo{}
+	for name, l := range live {
+		written[name] = l.info
+	}
 	if plan.NewGeneration {
-		if gen, err = writeGeneration(m, store, outputs, &opts); err != nil {
+		if gen, written, err = writeGeneration(m, store, outputs, &opts); err != nil {
 			return plan, err
 		}
 	}
@@ -186,19 +196,22 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 
 	state := &State{
 		Generation: gen, ActivatedAt: start.UTC(), Manifest: opts.ManifestPath,
-		SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Identities: ids.Used(),
-		Outputs: outputStates(m, outputs), Changes: plan.Changes, NewGen: plan.NewGeneration,
+		SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Identities: usedIdentities(ids, previous),
+		Outputs: outputStates(m, outputs, sources, written), Changes: plan.Changes, NewGen: plan.NewGeneration,
 	}
+	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
 	if err := writeState(m.MountPoint, state); err != nil {
 		return plan, err
 	}
 	opts.hook("state")
 
 	plan.Units = signal(ctx, plan, &opts)
-	state.Units = plan.Units
-	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
-	if err := writeState(m.MountPoint, state); err != nil {
-		return plan, err
+	if len(plan.Units) > 0 {
+		state.Units = plan.Units
+		state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
+		if err := writeState(m.MountPoint, state); err != nil {
+			return plan, err
+		}
 	}
 	if err := removePending(m.MountPoint); err != nil {
 		return plan, err
@@ -434,31 +447,31 @@ func checkParent(dir string) error {
 	}
 }
 
-func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, error) {
+func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, map[string]ramfs.FileInfo, error) {
 	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	next, err := store.Next()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	b, err := store.Begin(next)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, o := range outputs {
 		if err := b.WriteFile(o.Name, o.UID, o.GID, o.Mode, o.content); err != nil {
 			b.Abort()
-			return 0, fmt.Errorf("%s %q: %w", o.Kind, o.Name, err)
+			return 0, nil, fmt.Errorf("%s %q: %w", o.Kind, o.Name, err)
 		}
 		opts.hook("write")
 	}
 	if _, err := b.Commit(); err != nil {
 		b.Abort()
-		return 0, err
+		return 0, nil, err
 	}
 	opts.hook("commit")
-	return next, nil
+	return next, b.Written, nil
 }
 
 func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Options) error {
@@ -484,10 +497,12 @@ func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Opt
 	return nil
 }
 
-func outputStates(m *manifest.Manifest, outputs []Output) []OutputState {
+func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]string, written map[string]ramfs.FileInfo) []OutputState {
 	states := make([]OutputState, len(outputs))
 	for i, o := range outputs {
+		w := written[o.Name]
 		states[i] = OutputState{
+			Source: sources[o.Name], Ino: w.Ino, Ctime: w.Ctime,
 			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
 			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: len(o.content),
 			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,
@@ -533,4 +548,13 @@ func lock(mountPoint string) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() { unix.Close(fd) }, nil
+}
+
+// usedIdentities lists the identities that decrypted this run's files, or, when every file was
+// unchanged and taken from the live generation, those that decrypted them then.
+func usedIdentities(ids *identity.Set, previous *State) []identity.Loaded {
+	if used := ids.Used(); len(used) > 0 || previous == nil {
+		return used
+	}
+	return previous.Identities
 }

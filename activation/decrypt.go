@@ -2,6 +2,8 @@ package activation
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +55,9 @@ type decryptedFile struct {
 	sopsDoc    *structured.Document // sops files
 	parsed     map[string]*structured.Document
 	err        error
+	digest     [32]byte
+	// reused is set when every secret of the file is live from the same input: not decrypted.
+	reused bool
 }
 
 func (f *decryptedFile) wipe() {
@@ -60,7 +65,7 @@ func (f *decryptedFile) wipe() {
 }
 
 // decryptFiles decrypts every distinct file in parallel, one worker per core.
-func decryptFiles(paths []string, ids *identity.Set) map[string]*decryptedFile {
+func decryptFiles(paths []string, ids *identity.Set, skip func(path string, digest [32]byte) bool) map[string]*decryptedFile {
 	results := make(map[string]*decryptedFile, len(paths))
 	for _, p := range paths {
 		results[p] = &decryptedFile{}
@@ -73,7 +78,7 @@ func decryptFiles(paths []string, ids *identity.Set) map[string]*decryptedFile {
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				decryptFile(p, ids.Identities(), results[p])
+				decryptFile(p, ids.Identities(), results[p], skip)
 			}
 		}()
 	}
@@ -85,10 +90,30 @@ func decryptFiles(paths []string, ids *identity.Set) map[string]*decryptedFile {
 	return results
 }
 
-func decryptFile(path string, ids []age.Identity, out *decryptedFile) {
+func decryptFile(path string, ids []age.Identity, out *decryptedFile, skip func(string, [32]byte) bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		out.err = err
+		return
+	}
+	out.digest = sha256.Sum256(data)
+	if skip != nil && skip(path, out.digest) {
+		out.reused = true
+		return
+	}
+	if !bytes.HasPrefix(data, ageMagic) && !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(armor.Header)) {
+		// Not age, so sops or nothing: decrypting parses the file once, where detecting first
+		// would parse it twice. Only a failure pays for a second look, to word the error.
+		doc, err := sops.Decrypt(data, ids)
+		if err == nil {
+			out.kind, out.sopsFormat, out.sopsDoc = FileSops, doc.Format(), doc
+			return
+		}
+		if _, ok := sops.Detect(data); !ok {
+			_, _, out.err = DetectFile(data)
+			return
+		}
+		out.kind, out.err = FileSops, err
 		return
 	}
 	out.kind, out.sopsFormat, out.err = DetectFile(data)
@@ -152,16 +177,63 @@ func (f *decryptedFile) value(s *manifest.Secret) ([]byte, error) {
 
 // secretValues decrypts every secret of m. It fails with every failing secret named, each with
 // its file, and returns nothing in that case.
-func secretValues(m *manifest.Manifest, ids *identity.Set) (map[string][]byte, func(), error) {
+// sourceID names what a secret is taken from: the encrypted file's bytes, format and key, and
+// the host's identities — a host whose key changed must prove it can still decrypt.
+func sourceID(digest [32]byte, s *manifest.Secret, identities string) string {
+	h := sha256.New()
+	h.Write(digest[:])
+	h.Write([]byte(identities))
+	h.Write([]byte("\x00" + s.Format + "\x00" + s.Key))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reuser finds secrets whose input is unchanged since they were written to the live generation
+// and whose live file is still the one written then.
+type reuser struct {
+	identities string
+	prev       map[string]OutputState
+	live       map[string]liveFile
+}
+
+func (r *reuser) content(s *manifest.Secret, digest [32]byte) ([]byte, bool) {
+	if r == nil {
+		return nil, false
+	}
+	p, ok := r.prev[s.Name]
+	if !ok || p.Kind != KindSecret || p.Ino == 0 || p.Source != sourceID(digest, s, r.identities) {
+		return nil, false
+	}
+	l, ok := r.live[s.Name]
+	if !ok || l.info.Ino != p.Ino || l.info.Ctime != p.Ctime || int(l.info.Size) != p.Size {
+		return nil, false
+	}
+	return l.content, true
+}
+
+func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser) (map[string][]byte, map[string]string, func(), error) {
 	var paths []string
 	users := map[string][]string{}
-	for _, s := range m.Secrets {
+	secretsOf := map[string][]*manifest.Secret{}
+	for i := range m.Secrets {
+		s := &m.Secrets[i]
 		if _, seen := users[s.File]; !seen {
 			paths = append(paths, s.File)
 		}
 		users[s.File] = append(users[s.File], s.Name)
+		secretsOf[s.File] = append(secretsOf[s.File], s)
 	}
-	files := decryptFiles(paths, ids)
+	var skip func(string, [32]byte) bool
+	if r != nil {
+		skip = func(path string, digest [32]byte) bool {
+			for _, s := range secretsOf[path] {
+				if _, ok := r.content(s, digest); !ok {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	files := decryptFiles(paths, ids, skip)
 	wipe := func() {
 		for _, f := range files {
 			f.wipe()
@@ -179,10 +251,19 @@ func secretValues(m *manifest.Manifest, ids *identity.Set) (map[string][]byte, f
 		}
 	}
 	values := make(map[string][]byte, len(m.Secrets))
+	sources := make(map[string]string, len(m.Secrets))
+	fingerprint := ids.Fingerprint()
 	if len(problems) == 0 {
 		for i := range m.Secrets {
 			s := &m.Secrets[i]
-			v, err := files[s.File].value(s)
+			f := files[s.File]
+			sources[s.Name] = sourceID(f.digest, s, fingerprint)
+			if f.reused {
+				v, _ := r.content(s, f.digest)
+				values[s.Name] = v
+				continue
+			}
+			v, err := f.value(s)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("secret %q: file %s: %v", s.Name, s.File, err))
 				continue
@@ -193,9 +274,9 @@ func secretValues(m *manifest.Manifest, ids *identity.Set) (map[string][]byte, f
 	if len(problems) > 0 {
 		wipe()
 		sort.Strings(problems)
-		return nil, func() {}, errors.New(strings.Join(problems, "\n"))
+		return nil, nil, func() {}, errors.New(strings.Join(problems, "\n"))
 	}
-	return values, wipe, nil
+	return values, sources, wipe, nil
 }
 
 // CheckFile verifies without decrypting that a secret's file exists, is an encrypted file of a

@@ -38,16 +38,21 @@ type State struct {
 
 // OutputState is one output as recorded.
 type OutputState struct {
-	Name         string   `json:"name"`
-	Kind         string   `json:"kind"`
-	Path         string   `json:"path"`
-	Link         string   `json:"link,omitempty"`
-	Owner        string   `json:"owner"`
-	Group        string   `json:"group"`
-	UID          int      `json:"uid"`
-	GID          int      `json:"gid"`
-	Mode         string   `json:"mode"`
-	Size         int      `json:"size"`
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Path  string `json:"path"`
+	Link  string `json:"link,omitempty"`
+	Owner string `json:"owner"`
+	Group string `json:"group"`
+	UID   int    `json:"uid"`
+	GID   int    `json:"gid"`
+	Mode  string `json:"mode"`
+	Size  int    `json:"size"`
+	// Source identifies the encrypted input (SHA-256 of the file, format and key) and Ino and
+	// Ctime the file written from it, so an unchanged input need not be decrypted again.
+	Source       string   `json:"source,omitempty"`
+	Ino          uint64   `json:"ino,omitempty"`
+	Ctime        int64    `json:"ctime,omitempty"`
 	RestartUnits []string `json:"restartUnits,omitempty"`
 	ReloadUnits  []string `json:"reloadUnits,omitempty"`
 }

@@ -9,9 +9,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"strings"
@@ -29,6 +32,9 @@ import (
 type Set struct {
 	identities []age.Identity
 	loaded     []Loaded
+
+	// public accumulates the public halves of every identity, for Fingerprint.
+	public hash.Hash
 
 	mu   sync.Mutex
 	used map[string]bool
@@ -54,7 +60,7 @@ const (
 // Load reads every path. A path that does not exist is skipped with a warning as long as another
 // path gives a usable identity; an unreadable, malformed or passphrase-protected key is an error.
 func Load(paths []string, log *zap.Logger) (*Set, error) {
-	set := &Set{used: map[string]bool{}}
+	set := &Set{used: map[string]bool{}, public: sha256.New()}
 	var missing []string
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
@@ -75,6 +81,7 @@ func Load(paths []string, log *zap.Logger) (*Set, error) {
 		}
 		for i, id := range ids {
 			set.add(id, Loaded{Path: path, Kind: kinds[i]})
+			fmt.Fprintf(set.public, "%s\x00%s\x00", kinds[i], publicOf(id))
 		}
 	}
 	if len(set.identities) == 0 {
@@ -87,6 +94,27 @@ func Load(paths []string, log *zap.Logger) (*Set, error) {
 		log.Warn("identity file not found, skipped", zap.String("identity", path))
 	}
 	return set, nil
+}
+
+// Fingerprint identifies the loaded identities by their public halves only: a different key
+// set gives a different fingerprint.
+func (s *Set) Fingerprint() string {
+	return hex.EncodeToString(s.public.Sum(nil))
+}
+
+// publicOf describes the public half of an identity.
+func publicOf(id age.Identity) string {
+	switch k := id.(type) {
+	case *age.X25519Identity:
+		return k.Recipient().String()
+	case *age.HybridIdentity:
+		return k.Recipient().String()
+	case *plugin.Identity:
+		return k.Recipient().String()
+	case sshIdentity:
+		return k.public
+	}
+	return fmt.Sprintf("%T", id)
 }
 
 // Identities returns the identities to hand to age.Decrypt.
@@ -111,6 +139,12 @@ func (s *Set) Used() []Loaded {
 func (s *Set) add(id age.Identity, l Loaded) {
 	s.identities = append(s.identities, &recording{Identity: id, set: s, key: l.Path + "\x00" + l.Kind})
 	s.loaded = append(s.loaded, l)
+}
+
+// sshIdentity carries an OpenSSH identity's public key, which agessh does not print.
+type sshIdentity struct {
+	age.Identity
+	public string
 }
 
 // recording wraps an identity to note when it unwraps a file key.
@@ -157,7 +191,11 @@ func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return []age.Identity{id}, []string{KindSSHRSA}, nil
+		pub, err := ssh.NewPublicKey(&k.PublicKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []age.Identity{sshIdentity{id, string(ssh.MarshalAuthorizedKey(pub))}}, []string{KindSSHRSA}, nil
 	default:
 		return nil, nil, fmt.Errorf("%T keys cannot decrypt age files; use an ed25519 or RSA key", key)
 	}
@@ -168,11 +206,15 @@ func ed25519Identities(key ed25519.PrivateKey) ([]age.Identity, []string, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	pub, err := ssh.NewPublicKey(key.Public())
+	if err != nil {
+		return nil, nil, err
+	}
 	x25519, err := X25519FromEd25519(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []age.Identity{sshID, x25519}, []string{KindSSHEd25519, KindSSHToAge}, nil
+	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub))}, x25519}, []string{KindSSHEd25519, KindSSHToAge}, nil
 }
 
 // X25519FromEd25519 derives the age X25519 identity of an ed25519 key as ssh-to-age does: the

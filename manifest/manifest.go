@@ -124,21 +124,22 @@ func Decode(data []byte) (*Manifest, error) {
 		Secrets   []json.RawMessage `json:"secrets"`
 		Templates []json.RawMessage `json:"templates"`
 	}
-	if err := decodeStrict(data, &top); err != nil {
+	if err := decodeStrict(data, &top, jsonFields(reflect.TypeOf(top))); err != nil {
 		return nil, describeJSONError(data, "", err)
 	}
 	m := top.Manifest
 	var p Problems
+	secretFields, templateFields := jsonFields(reflect.TypeOf(Secret{})), jsonFields(reflect.TypeOf(Template{}))
 	for i, raw := range top.Secrets {
 		var s Secret
-		if err := decodeStrict(raw, &s); err != nil {
+		if err := decodeStrict(raw, &s, secretFields); err != nil {
 			p = append(p, describeJSONError(raw, fmt.Sprintf("secrets[%d]", i), err).Error())
 		}
 		m.Secrets = append(m.Secrets, s)
 	}
 	for i, raw := range top.Templates {
 		var t Template
-		if err := decodeStrict(raw, &t); err != nil {
+		if err := decodeStrict(raw, &t, templateFields); err != nil {
 			p = append(p, describeJSONError(raw, fmt.Sprintf("templates[%d]", i), err).Error())
 		}
 		m.Templates = append(m.Templates, t)
@@ -155,8 +156,8 @@ func Decode(data []byte) (*Manifest, error) {
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields, fields spelt in
 // another case (encoding/json would accept them) and repeated fields (the last would win).
-func decodeStrict(data []byte, v any) error {
-	if err := checkKeys(data, jsonFields(reflect.TypeOf(v).Elem())); err != nil {
+func decodeStrict(data []byte, v any, fields map[string]bool) error {
+	if err := checkKeys(data, fields); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

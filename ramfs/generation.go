@@ -139,6 +139,8 @@ type Builder struct {
 	tmp   string
 	root  int
 	dirs  map[string]int
+	// Written describes every file written, as it was once complete.
+	Written map[string]FileInfo
 }
 
 // Begin starts generation n in a temporary directory.
@@ -158,7 +160,7 @@ func (s Store) Begin(n int) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening generation %d: %w", n, err)
 	}
-	return &Builder{store: s, n: n, tmp: tmp, root: fd, dirs: map[string]int{".": fd}}, nil
+	return &Builder{store: s, n: n, tmp: tmp, root: fd, dirs: map[string]int{".": fd}, Written: map[string]FileInfo{}}, nil
 }
 
 // Generation is the number being built.
@@ -194,6 +196,11 @@ func (b *Builder) WriteFile(name string, uid, gid int, mode uint32, content []by
 		}
 		content = content[n:]
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	b.Written[name] = FileInfo{UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size, Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano()}
 	return nil
 }
 

@@ -14,6 +14,9 @@ type FileInfo struct {
 	Mode     uint32
 	Size     int64
 	Regular  bool
+	// Ino and Ctime identify this version of the file: rewriting or chmod/chown changes them.
+	Ino   uint64
+	Ctime int64
 }
 
 // OpenBeneath opens rel inside dir for reading, refusing to follow a symlink at any segment.
@@ -56,6 +59,7 @@ func fstat(f *os.File) (FileInfo, error) {
 	return FileInfo{
 		UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size,
 		Regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
+		Ino:     st.Ino, Ctime: st.Ctim.Nano(),
 	}, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/secretd/secretd/manifest"
 )
@@ -89,6 +90,37 @@ type Document struct {
 	// roots holds one tree per YAML document of a multi-document stream; every other format has
 	// exactly one. Lookups use the first.
 	roots []*Node
+	// index maps a large map node's keys to their entries, built on first lookup so that
+	// fetching every key of a document is linear, not quadratic.
+	indexMu sync.Mutex
+	index   map[*Node]map[string][]int
+}
+
+// entriesNamed returns the indices of n's entries whose key is k, in document order.
+func (d *Document) entriesNamed(n *Node, k string) []int {
+	if len(n.Entries) <= 8 {
+		var out []int
+		for i := range n.Entries {
+			if n.Entries[i].Key == k {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	d.indexMu.Lock()
+	defer d.indexMu.Unlock()
+	if d.index == nil {
+		d.index = map[*Node]map[string][]int{}
+	}
+	m, ok := d.index[n]
+	if !ok {
+		m = make(map[string][]int, len(n.Entries))
+		for i := range n.Entries {
+			m[n.Entries[i].Key] = append(m[n.Entries[i].Key], i)
+		}
+		d.index[n] = m
+	}
+	return m[k]
 }
 
 // ErrKeyNotFound is matched (with errors.Is) by every error reporting a missing key.
@@ -233,21 +265,21 @@ func (d *Document) lookup(key string) (*Node, error) {
 	case manifest.FormatINI:
 		return lookupINI(root, key)
 	}
-	return lookupPath(root, key)
+	return d.lookupPath(root, key)
 }
 
 // lookupPath resolves a "/"-separated path. A map key may itself contain "/": where segments
 // could be read either way, the shortest key that leads to a value wins.
-func lookupPath(root *Node, key string) (*Node, error) {
+func (d *Document) lookupPath(root *Node, key string) (*Node, error) {
 	segments := strings.Split(key, "/")
-	if n := resolve(root, segments); n != nil {
+	if n := d.resolve(root, segments); n != nil {
 		return n, nil
 	}
 	return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
 }
 
 // resolve walks segments from n and returns the node reached, or nil.
-func resolve(n *Node, segments []string) *Node {
+func (d *Document) resolve(n *Node, segments []string) *Node {
 	if len(segments) == 0 {
 		return n
 	}
@@ -255,18 +287,15 @@ func resolve(n *Node, segments []string) *Node {
 	case Map:
 		for take := 1; take <= len(segments); take++ {
 			k := strings.Join(segments[:take], "/")
-			for i := range n.Entries {
-				if n.Entries[i].Key != k {
-					continue
-				}
-				if found := resolve(n.Entries[i].Value, segments[take:]); found != nil {
+			for _, i := range d.entriesNamed(n, k) {
+				if found := d.resolve(n.Entries[i].Value, segments[take:]); found != nil {
 					return found
 				}
 			}
 		}
 	case List:
 		if i, ok := listIndex(segments[0], len(n.Items)); ok {
-			return resolve(n.Items[i], segments[1:])
+			return d.resolve(n.Items[i], segments[1:])
 		}
 	}
 	return nil
