@@ -1,0 +1,326 @@
+# NixOS VM test of secretd: the scenarios of vmtest/ (see vmtest/README.md) with the real
+# NixOS module, switch-to-configuration and users created by NixOS. Run it with
+#   nix build .#checks.x86_64-linux.vmtest
+# The secrets are throwaway values in vmtest/testdata/nixos, encrypted to a test host key
+# committed beside them (regenerate.sh remakes them and expected.json, their SHA-256).
+{ pkgs, self, ... }:
+let
+  inherit (pkgs) lib;
+  fixtures = ./testdata/nixos;
+  fixture = name: fixtures + "/${name}.age";
+  expected = builtins.fromJSON (builtins.readFile ./testdata/nixos/expected.json);
+  package = self.packages.${pkgs.stdenv.hostPlatform.system}.secretd;
+
+  # A consumer records the SHA-256 of the secret it read at start in /run/<name>/seen and
+  # idles, so the test can tell which value each running instance saw.
+  consumer =
+    name:
+    {
+      read,
+      serviceConfig ? { },
+    }:
+    {
+      wantedBy = [ "multi-user.target" ];
+      after = [ "secretd.service" ];
+      startLimitIntervalSec = 0;
+      serviceConfig = {
+        RuntimeDirectory = name;
+      }
+      // serviceConfig;
+      script = ''
+        sha256sum <${read} | cut -d" " -f1 >"$RUNTIME_DIRECTORY/seen"
+        exec sleep infinity
+      '';
+    };
+
+  # Each specialisation is what a `nixos-rebuild switch` to a new configuration would
+  # activate; they build on each other as the scenarios do.
+  rotated = {
+    secretd.secrets.db-password.file = lib.mkForce (fixture "db-password-2");
+    secretd.secrets.api-token.file = lib.mkForce (fixture "api-token-2");
+  };
+  modeChanged = {
+    imports = [ rotated ];
+    secretd.secrets.owned-cert.mode = lib.mkForce "0400";
+  };
+  broken = {
+    imports = [ modeChanged ];
+    secretd.secrets.undecryptable-token.file = fixture "undecryptable";
+  };
+in
+pkgs.testers.runNixOSTest {
+  name = "secretd";
+
+  nodes.machine =
+    { config, pkgs, ... }:
+    {
+      imports = [ ../nixos/module.nix ];
+
+      # Users and groups come from systemd-sysusers, so secretd-for-users.service runs.
+      systemd.sysusers.enable = true;
+      users.mutableUsers = false;
+      users.allowNoPasswordLogin = true;
+      users.groups.svcgrp.gid = 1600;
+      users.users.svcuser = {
+        isSystemUser = true;
+        uid = 1500;
+        group = "svcgrp";
+      };
+      users.users.alice = {
+        isNormalUser = true;
+        hashedPasswordFile = config.secretd.secrets.alice-password.path;
+      };
+
+      environment.etc."ssh/ssh_host_ed25519_key" = {
+        source = fixtures + "/ssh_host_ed25519_key";
+        mode = "0600";
+      };
+
+      secretd = {
+        enable = true;
+        inherit package;
+        identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+        secrets = {
+          # Handed to app-restart as a credential by the module (LoadCredential, restart).
+          db-password = {
+            file = fixture "db-password-1";
+            services = [ "app-restart" ];
+          };
+          api-token = {
+            file = fixture "api-token-1";
+            group = "svcgrp";
+            mode = "0440";
+            reloadUnits = [ "app-reload.service" ];
+          };
+          static-key = {
+            file = fixture "static-key";
+            owner = "svcuser";
+            group = "svcgrp";
+            restartUnits = [ "app-static.service" ];
+          };
+          owned-cert = {
+            file = fixture "owned-cert";
+            owner = "svcuser";
+            group = "svcgrp";
+            mode = "0440";
+            restartUnits = [ "app-owner.service" ];
+          };
+          "tls/server.key".file = fixture "tls-server-key";
+          alice-password = {
+            file = fixture "alice-password";
+            neededForUsers = true;
+          };
+        };
+      };
+
+      systemd.services = {
+        app-restart = consumer "app-restart" {
+          read = ''"$CREDENTIALS_DIRECTORY/db-password"'';
+          serviceConfig.DynamicUser = true;
+        };
+        app-reload = consumer "app-reload" {
+          read = ''"$CREDENTIALS_DIRECTORY/token"'';
+          serviceConfig = {
+            DynamicUser = true;
+            LoadCredential = "token:/run/secrets/api-token";
+            ExecReload = "+${pkgs.writeShellScript "count-reload" "echo reload >>/run/app-reload.reloads"}";
+          };
+        };
+        app-static = consumer "app-static" {
+          read = "/run/secrets/static-key";
+          serviceConfig.User = "svcuser";
+        };
+        app-owner = consumer "app-owner" {
+          read = "/run/secrets/owned-cert";
+          serviceConfig.User = "svcuser";
+        };
+        # Records, before secretd runs at boot, that no generation exists yet.
+        secretd-probe = {
+          wantedBy = [ "sysinit.target" ];
+          before = [
+            "secretd.service"
+            "sysinit.target"
+          ];
+          unitConfig.DefaultDependencies = false;
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+          };
+          script = ''
+            mkdir -p /run/vmtest
+            n=0
+            [ -d /run/secrets.d ] && n=$(find /run/secrets.d -mindepth 1 -maxdepth 1 | wc -l)
+            s=absent
+            { [ -e /run/secrets ] || [ -L /run/secrets ]; } && s=present
+            echo "generations=$n secrets=$s" >/run/vmtest/probe
+          '';
+        };
+      };
+
+      specialisation = {
+        rotated.configuration = rotated;
+        mode-changed.configuration = modeChanged;
+        broken.configuration = broken;
+      };
+    };
+
+  testScript =
+    { nodes, ... }:
+    let
+      switchTo = name: "${nodes.machine.system.build.toplevel}/specialisation/${name}/bin/switch-to-configuration test";
+    in
+    ''
+      import json
+
+      expected = json.loads(${builtins.toJSON (builtins.toJSON expected)})
+
+      # Owner, group, mode and fixture of every secret after each activation.
+      v1 = {
+          "db-password": ("root", "root", "400", "db-password-1"),
+          "api-token": ("root", "svcgrp", "440", "api-token-1"),
+          "static-key": ("svcuser", "svcgrp", "400", "static-key"),
+          "owned-cert": ("svcuser", "svcgrp", "440", "owned-cert"),
+          "tls/server.key": ("root", "root", "400", "tls-server-key"),
+      }
+      v2 = dict(v1, **{
+          "db-password": ("root", "root", "400", "db-password-2"),
+          "api-token": ("root", "svcgrp", "440", "api-token-2"),
+      })
+      v3 = dict(v2, **{"owned-cert": ("svcuser", "svcgrp", "400", "owned-cert")})
+
+
+      def prop(unit, name):
+          return machine.succeed(f"systemctl show -P {name} {unit}").strip()
+
+
+      def sha(path):
+          return machine.succeed(f"sha256sum <{path} | cut -d' ' -f1").strip()
+
+
+      def check_set(secrets, directory="/run/secrets"):
+          for name, (owner, group, mode, fixture) in secrets.items():
+              path = f"{directory}/{name}"
+              got = machine.succeed(f"stat -L -c '%U:%G %a' {path}").strip()
+              assert got == f"{owner}:{group} {mode}", f"{name}: {got}, want {owner}:{group} {mode}"
+              # Only hashes are compared, and a mismatch is reported without them.
+              assert sha(path) == expected[fixture], f"{name}: content is not {fixture}"
+
+
+      def seen(unit, fixture):
+          machine.wait_until_succeeds(f"test -s /run/{unit}/seen")
+          got = machine.succeed(f"cat /run/{unit}/seen").strip()
+          assert got == expected[fixture], f"{unit} read other content than {fixture}"
+
+
+      def ids():
+          return {u: prop(f"{u}.service", "InvocationID") for u in ["app-restart", "app-reload", "app-static", "app-owner"]}
+
+
+      def reloads():
+          return int(machine.succeed("cat /run/app-reload.reloads 2>/dev/null | wc -l").strip())
+
+
+      def live():
+          return machine.succeed("readlink -f /run/secrets").strip()
+
+
+      machine.wait_for_unit("multi-user.target")
+      for unit in ["app-restart", "app-reload", "app-static", "app-owner"]:
+          machine.wait_for_unit(f"{unit}.service")
+
+      with subtest("boot: activation before sysinit.target onto a ramfs, owners, modes, credentials"):
+          assert prop("secretd.service", "Result") == "success"
+          active = int(prop("secretd.service", "ActiveEnterTimestampMonotonic"))
+          sysinit = int(prop("sysinit.target", "ActiveEnterTimestampMonotonic"))
+          assert 0 < active <= sysinit, f"secretd active at {active}us, sysinit.target at {sysinit}us"
+          machine.succeed("grep -qx 'generations=0 secrets=absent' /run/vmtest/probe")
+          machine.succeed("test \"$(stat -f -c %T /run/secrets.d)\" = ramfs")
+          machine.succeed("grep -q ' /run/secrets.d ramfs ' /proc/mounts")
+          machine.succeed("test -L /run/secrets")
+          assert live().startswith("/run/secrets.d/"), live()
+          check_set(v1)
+          machine.fail("runuser -u svcuser -- cat /run/secrets/db-password >/dev/null")
+          machine.succeed("runuser -u svcuser -- cat /run/secrets/api-token >/dev/null")
+          seen("app-restart", "db-password-1")
+          seen("app-reload", "api-token-1")
+          seen("app-static", "static-key")
+          seen("app-owner", "owned-cert")
+          uid = int(machine.succeed("stat -c %u /proc/$(systemctl show -P MainPID app-restart.service)").strip())
+          assert 61184 <= uid <= 65519, f"app-restart runs as uid {uid}, not a dynamic user"
+
+      with subtest("for-users: a secret activated before users exist is alice's password hash"):
+          assert prop("secretd-for-users.service", "Result") == "success"
+          done = int(prop("secretd-for-users.service", "ActiveEnterTimestampMonotonic"))
+          sysusers = int(prop("systemd-sysusers.service", "ExecMainStartTimestampMonotonic"))
+          assert 0 < done <= sysusers, "secretd-for-users.service did not finish before systemd-sysusers started"
+          check_set({"alice-password": ("root", "root", "400", "alice-password")}, "/run/secrets-for-users")
+          shadow = machine.succeed("getent shadow alice | cut -d: -f2 | tr -d '\\n' | sha256sum | cut -d' ' -f1").strip()
+          assert shadow == expected["alice-password"], "alice's shadow hash is not the secret"
+
+      with subtest("status: healthy, then unhealthy naming a file whose mode changed"):
+          machine.succeed("secretd status")
+          machine.succeed("chmod 0644 \"$(readlink -f /run/secrets/db-password)\"")
+          code, out = machine.execute("secretd status 2>&1")
+          assert code != 0, "secretd status exited 0 after chmod"
+          assert "db-password" in out, "secretd status does not name db-password"
+          machine.succeed("chmod 0400 \"$(readlink -f /run/secrets/db-password)\"")
+          machine.succeed("secretd status")
+
+      with subtest("security: systemd-analyze security of the activation units"):
+          for unit in ["secretd.service", "secretd-for-users.service"]:
+              print(machine.succeed(f"systemd-analyze security {unit} | grep 'Overall exposure level'"))
+
+      with subtest("rotation: a switch restarts and reloads the consumers of changed secrets only"):
+          before, count, generation = ids(), reloads(), live()
+          machine.succeed("${switchTo "rotated"}")
+          assert live() != generation, "/run/secrets still points to the old generation"
+          check_set(v2)
+          machine.wait_until_succeeds(f"test \"$(systemctl show -P InvocationID app-restart.service)\" != {before['app-restart']}")
+          machine.wait_for_unit("app-restart.service")
+          seen("app-restart", "db-password-2")
+          machine.wait_until_succeeds(f"test \"$(cat /run/app-reload.reloads | wc -l)\" = {count + 1}")
+          after = ids()
+          for unit in ["app-reload", "app-static", "app-owner"]:
+              assert after[unit] == before[unit], f"{unit} was restarted"
+
+      with subtest("owner-mode: a change of mode alone restarts the consumer"):
+          before, count = ids(), reloads()
+          machine.succeed("${switchTo "mode-changed"}")
+          check_set(v3)
+          machine.wait_until_succeeds(f"test \"$(systemctl show -P InvocationID app-owner.service)\" != {before['app-owner']}")
+          machine.wait_for_unit("app-owner.service")
+          after = ids()
+          for unit in ["app-restart", "app-reload", "app-static"]:
+              assert after[unit] == before[unit], f"{unit} was restarted"
+          assert reloads() == count, "app-reload was reloaded"
+
+      with subtest("failure: an undecryptable secret fails the unit and keeps the live generation"):
+          before, generation = ids(), live()
+          machine.fail("${switchTo "broken"}")
+          assert prop("secretd.service", "ActiveState") == "failed"
+          machine.wait_until_succeeds("journalctl -b -u secretd.service -o cat | grep -q undecryptable-token")
+          assert live() == generation, "/run/secrets moved to another generation"
+          machine.fail("test -e /run/secrets/undecryptable-token")
+          check_set(v3)
+          after = ids()
+          for unit in before:
+              assert after[unit] == before[unit], f"{unit} was restarted"
+              assert prop(f"{unit}.service", "ActiveState") == "active", f"{unit} stopped"
+          machine.succeed("${switchTo "mode-changed"}")
+          assert prop("secretd.service", "Result") == "success"
+
+      with subtest("reboot: the ramfs starts empty and activation starts over cleanly"):
+          machine.shutdown()
+          machine.start()
+          machine.wait_for_unit("multi-user.target")
+          machine.succeed("grep -qx 'generations=0 secrets=absent' /run/vmtest/probe")
+          machine.succeed("test \"$(stat -f -c %T /run/secrets.d)\" = ramfs")
+          count = machine.succeed("find /run/secrets.d -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' | wc -l").strip()
+          assert count == "1", f"{count} generations after a reboot"
+          # The boot entry is the base configuration, whatever was switched to at run time.
+          check_set(v1)
+          machine.wait_for_unit("app-restart.service")
+          seen("app-restart", "db-password-1")
+          machine.succeed("secretd status")
+    '';
+}

@@ -1,0 +1,382 @@
+#!/bin/bash
+# Scenario runner of the test VM. It checks secretd's effects on the running system and
+# reports each scenario's checks and verdict on the results port (the line protocol is
+# described in vmtest/internal/results). Secret values are only ever compared through their
+# SHA-256; nothing here prints one.
+set -u
+export LC_ALL=C SYSTEMD_PAGER= SYSTEMD_COLORS=0 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+DATA=/var/lib/vmtest
+# shellcheck source=/dev/null
+. $DATA/config # TIER SECRETD MANIFEST KERNEL_RELEASE WATCHDOG, and RESULTS JOURNAL_OUT outside a VM
+# In the VM the results and journal go to serial ports the host captures; in a container
+# to files the host reads afterwards.
+RESULTS=${RESULTS:-/dev/ttyS1}
+JOURNAL_OUT=${JOURNAL_OUT:-/dev/ttyS2}
+BOOT=$(cat $DATA/boot-count)
+WAIT=30 # seconds to wait for an asynchronous effect; TCG guests are slow
+# No wait goes past the budget, so that even when every wait times out the runner reports
+# and powers off before the host's watchdog (WATCHDOG seconds from power-on) kills the boot.
+uptime=$(cut -d. -f1 /proc/uptime)
+[ "$TIER" = vm ] || uptime=0
+BUDGET=$((SECONDS + WATCHDOG - uptime - 60))
+
+if [ -c "$RESULTS" ]; then
+	stty -F "$RESULTS" raw -echo 2>/dev/null
+	stty -F "$JOURNAL_OUT" raw -echo 2>/dev/null
+fi
+exec 3>>"$RESULTS"
+
+current=-
+scenario_failed=0
+
+say() { printf 'VMTEST %s\n' "$*" >&3; }
+log() { say "LOG $current $*"; }
+info() { say "INFO $current $*"; }
+
+# check DESCRIPTION COMMAND...: runs one check and logs its outcome. The command's own
+# output (from the helpers below, never a secret) explains a failure.
+check() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		log "ok: $desc"
+	else
+		scenario_failed=1
+		log "FAILED: $desc${out:+: $(printf %s "$out" | head -c 600 | tr '\n' ' ')}"
+	fi
+}
+
+run_scenario() {
+	current=$1
+	scenario_failed=0
+	say "BEGIN $1"
+	local started=$SECONDS
+	"scenario_${1//-/_}"
+	info "took $((SECONDS - started))s"
+	if [ $scenario_failed = 0 ]; then say "PASS $1"; else say "FAIL $1"; fi
+	current=-
+}
+
+# --- helpers: each prints why it failed, and nothing else -------------------------------
+
+eq() { [ "$1" = "$2" ] || { echo "got '$1', want '$2'"; return 1; }; }
+ne() { [ "$1" != "$2" ] || { echo "both are '$1'"; return 1; }; }
+not() { if "$@" >/dev/null 2>&1; then echo "succeeded: $*"; return 1; fi; }
+sha() { sha256sum <"$1" | cut -d' ' -f1; }
+prop() { systemctl show -P "$2" "$1"; }
+
+# wait_until COMMAND...: retries until the command succeeds or WAIT seconds pass. A command
+# exiting 2 has failed for good (say, the unit it waits on has failed) and is not retried.
+wait_until() {
+	local deadline=$((SECONDS + WAIT)) rc
+	[ $deadline -le $BUDGET ] || deadline=$BUDGET
+	while true; do
+		"$@" >/dev/null 2>&1
+		rc=$?
+		[ $rc = 0 ] && return 0
+		if [ $rc = 2 ] || [ $SECONDS -ge $deadline ]; then
+			"$@"
+			[ $rc = 2 ] || echo "(still failing after waiting)"
+			return 1
+		fi
+		sleep 0.3
+	done
+}
+
+hash_is() { # FILE SHA256
+	[ -f "$1" ] || { echo "$1: missing"; return 1; }
+	[ "$(sha "$1")" = "$2" ] || { echo "$1: content differs from the expected value ($(stat -L -c %s "$1") bytes)"; return 1; }
+}
+
+expected_hash() { # SET NAME
+	awk -v n="$2" '$1 == n { print $5 }' "$DATA/expect/$1"
+}
+
+unit_succeeded() {
+	eq "$(prop "$1" ActiveState)/$(prop "$1" Result)" "active/success"
+}
+
+# unit_active UNIT: exits 2 (no use waiting) once the unit has failed.
+unit_active() {
+	local state
+	state=$(prop "$1" ActiveState)
+	case $state in
+	active) return 0 ;;
+	failed) echo "$1 failed"; return 2 ;;
+	esac
+	echo "$1 is $state"
+	return 1
+}
+
+# finished_before A B: unit A became active before unit B did.
+finished_before() {
+	local a b
+	a=$(prop "$1" ActiveEnterTimestampMonotonic)
+	b=$(prop "$2" ActiveEnterTimestampMonotonic)
+	[ "${a:-0}" -gt 0 ] || { echo "$1 never became active"; return 1; }
+	[ "${b:-0}" -gt 0 ] || { echo "$2 never became active"; return 1; }
+	[ "$a" -le "$b" ] || { echo "$1 active at ${a}us, after $2 at ${b}us"; return 1; }
+}
+
+# started_after A B: unit A's main process started after unit B became active.
+started_after() {
+	local a b
+	a=$(prop "$1" ExecMainStartTimestampMonotonic)
+	b=$(prop "$2" ActiveEnterTimestampMonotonic)
+	[ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ] && [ "$a" -ge "$b" ] ||
+		{ echo "$1 started at ${a:-?}us, $2 active at ${b:-?}us"; return 1; }
+}
+
+fstype_is() { eq "$(stat -f -c %T "$1" 2>&1)" "$2"; }
+
+link_into() { # LINK DIR: LINK is a symlink resolving to a directory directly under DIR
+	[ -L "$1" ] || { echo "$1 is not a symlink"; return 1; }
+	local target
+	target=$(readlink -f "$1")
+	[ -d "$target" ] && [ "$(dirname "$target")" = "$2" ] || { echo "$1 -> $target"; return 1; }
+}
+
+generation_count() { find "$1" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' | wc -l; }
+
+# check_set SET [DIR]: every output file of an expectation set has its owner, group, mode
+# and content. Lines of a set: NAME OWNER GROUP MODE SHA256.
+check_set() {
+	local set=$1 dir=${2:-/run/secrets} name owner group mode hash f
+	while read -r name owner group mode hash; do
+		f=$dir/$name
+		check "$name: owner and group $owner:$group" eq "$(stat -L -c %U:%G "$f" 2>&1)" "$owner:$group"
+		check "$name: mode $mode" eq "$(stat -L -c %a "$f" 2>&1)" "$(printf %o $((8#$mode)))"
+		check "$name: content of $set" hash_is "$f" "$hash"
+	done <"$DATA/expect/$set"
+}
+
+seen_is() { # UNIT SET SECRET: the consumer recorded the hash of what it read at start
+	local dir
+	dir=/run/${1%.service}
+	unit_active "$1" >/dev/null
+	[ $? = 2 ] && { echo "$1 failed"; return 2; }
+	[ -f "$dir/seen" ] || { echo "$dir/seen missing"; return 1; }
+	[ "$(cat "$dir/seen")" = "$(expected_hash "$2" "$3")" ] || { echo "$1 read other content than $3 of $2"; return 1; }
+}
+
+reloads() { cat /run/vmtest/app-reload.reloads 2>/dev/null | wc -l; }
+
+dynamic_uid() { # UNIT runs under an allocated dynamic UID (61184-65519)
+	local pid uid
+	pid=$(prop "$1" MainPID)
+	uid=$(stat -c %u "/proc/$pid" 2>/dev/null)
+	[ -n "$uid" ] && [ "$uid" -ge 61184 ] && [ "$uid" -le 65519 ] || { echo "main PID $pid runs as uid '${uid}'"; return 1; }
+}
+
+# activate VERSION: installs a manifest version the way a switch does, then restarts the
+# unit. reset-failed clears systemd's start rate limit, which quick test switches could hit.
+activate() {
+	cp "$DATA/manifests/$1.json" "$MANIFEST" &&
+		systemctl reset-failed secretd.service &&
+		systemctl restart secretd.service
+}
+
+ids() { # prints "unit=InvocationID" for each consumer
+	local u
+	for u in app-restart app-reload app-static app-owner; do
+		printf '%s=%s ' $u "$(prop $u.service InvocationID)"
+	done
+}
+
+id_of() { prop "$1" InvocationID; }
+restarted() { ne "$(id_of "$1")" "$2"; } # UNIT OLD-INVOCATION-ID
+reload_count_is() { eq "$(reloads)" "$1"; }
+
+status_exit() { # WANT: secretd status exits with WANT (0) or non-zero ("fail")
+	local rc=0
+	"$SECRETD" status >/run/vmtest/status.out 2>&1 || rc=$?
+	if [ "$1" = 0 ]; then
+		[ $rc = 0 ] || { echo "exit $rc:"; head -c 400 /run/vmtest/status.out; return 1; }
+	else
+		[ $rc != 0 ] || { echo "exit 0:"; head -c 400 /run/vmtest/status.out; return 1; }
+	fi
+}
+
+status_names() { grep -q -F "$1" /run/vmtest/status.out || { echo "output does not name $1:"; head -c 400 /run/vmtest/status.out; return 1; }; }
+
+# --- scenarios ---------------------------------------------------------------------------
+
+scenario_harness() {
+	check "PID 1 is systemd" eq "$(readlink /proc/1/exe)" /usr/lib/systemd/systemd
+	if [ "$TIER" = vm ]; then
+		check "kernel is $KERNEL_RELEASE" eq "$(uname -r)" "$KERNEL_RELEASE"
+		check "root is the virtio disk" eq "$(findmnt -n -o SOURCE /)" /dev/vda
+		info "runner started at uptime ${RUNNER_UPTIME}s"
+	else
+		check "this is a systemd-nspawn container" eq "$(systemd-detect-virt --container)" systemd-nspawn
+	fi
+	check "the runner is the main process of its unit" eq "$(prop vmtest-runner.service MainPID)" "$$"
+	check "boot finished" wait_until is_up
+	info "$(systemd-analyze time 2>&1 | head -1)"
+	systemd-analyze blame --no-pager 2>&1 | head -12 | while read -r line; do info "blame: $line"; done
+}
+
+is_up() { case $(systemctl is-system-running 2>&1) in running | degraded) return 0 ;; esac; return 1; }
+
+scenario_boot() {
+	check "secretd.service succeeded" unit_succeeded secretd.service
+	check "secretd.service was active before sysinit.target" finished_before secretd.service sysinit.target
+	check "the probe ordered before secretd saw no generation and no /run/secrets" \
+		grep -qx 'generations=0 secrets=absent' /run/vmtest/probe
+	check "/run/secrets.d is a ramfs" fstype_is /run/secrets.d ramfs
+	check "/proc/mounts lists the ramfs" grep -q ' /run/secrets.d ramfs ' /proc/mounts
+	check "/run/secrets points to a generation in /run/secrets.d" link_into /run/secrets /run/secrets.d
+	check "the generation is on the ramfs" fstype_is "$(readlink -f /run/secrets)" ramfs
+	check_set v1
+	check "svcuser cannot read root's db-password" not runuser -u svcuser -- cat /run/secrets/db-password
+	check "svcuser (group svcgrp) reads api-token" runuser -u svcuser -- sh -c 'cat /run/secrets/api-token >/dev/null'
+	check "nobody cannot read svcuser's static-key" not runuser -u nobody -- cat /run/secrets/static-key
+	local u
+	for u in app-restart app-reload app-static app-owner; do
+		check "$u.service is active" wait_until unit_active $u.service
+		check "$u.service started after secretd.service" started_after $u.service secretd.service
+	done
+	check "app-restart.service runs under a dynamic user" dynamic_uid app-restart.service
+	check "app-restart.service read db-password through LoadCredential" wait_until seen_is app-restart.service v1 db-password
+	check "app-reload.service read api-token through LoadCredential" wait_until seen_is app-reload.service v1 api-token
+	check "app-static.service (svcuser) read static-key" wait_until seen_is app-static.service v1 static-key
+	check "app-owner.service (svcuser) read owned-cert" wait_until seen_is app-owner.service v1 owned-cert
+}
+
+scenario_for_users() {
+	check "secretd-for-users.service succeeded" unit_succeeded secretd-for-users.service
+	check "secretd-for-users.service was active before systemd-sysusers started" \
+		started_after systemd-sysusers.service secretd-for-users.service
+	check "secretd-for-users.service was active before sysinit.target" finished_before secretd-for-users.service sysinit.target
+	check_set for-users /run/secrets-for-users
+	check "alice was created at boot" getent passwd alice
+	check "alice's shadow hash is the for-users secret" shadow_is alice "$(expected_hash for-users alice-password)"
+}
+
+shadow_is() {
+	local hash
+	hash=$(getent shadow "$1" | cut -d: -f2 | tr -d '\n' | sha256sum | cut -d' ' -f1)
+	[ "$hash" = "$2" ] || { echo "$1's shadow password field differs from the secret"; return 1; }
+}
+
+scenario_status() {
+	local f
+	check "secretd status exits 0 on the activated system" status_exit 0
+	f=$(readlink -f /run/secrets/db-password)
+	chmod 0644 "$f"
+	check "secretd status fails after chmod 0644 of db-password" status_exit fail
+	check "secretd status names db-password" status_names db-password
+	chmod 0400 "$f"
+	check "secretd status is healthy again once the mode is restored" status_exit 0
+}
+
+scenario_security() {
+	local unit line
+	for unit in secretd.service secretd-for-users.service; do
+		line=$(systemd-analyze security --no-pager "$unit" 2>&1 | grep 'Overall exposure level' | tail -1)
+		check "systemd-analyze security rates $unit" test -n "$line"
+		[ -n "$line" ] && info "$unit: ${line#*: }"
+	done
+}
+
+scenario_rotation() {
+	local before reloads_before gen_before
+	before=$(ids)
+	reloads_before=$(reloads)
+	gen_before=$(readlink -f /run/secrets)
+	check "activating v2 (db-password and api-token rotated) succeeds" activate v2
+	check "/run/secrets points to a new generation" ne "$(readlink -f /run/secrets)" "$gen_before"
+	check_set v2
+	check "app-restart.service (restartUnits of db-password) restarted" wait_until restarted app-restart.service "$(field "$before" app-restart)"
+	check "app-restart.service is active again" wait_until unit_active app-restart.service
+	check "the restarted app-restart.service sees the new db-password" wait_until seen_is app-restart.service v2 db-password
+	check "app-reload.service (reloadUnits of api-token) was reloaded once" wait_until reload_count_is $((reloads_before + 1))
+	check "app-reload.service kept its InvocationID" eq "$(id_of app-reload.service)" "$(field "$before" app-reload)"
+	check "app-static.service (static-key unchanged) kept its InvocationID" eq "$(id_of app-static.service)" "$(field "$before" app-static)"
+	check "app-owner.service (owned-cert unchanged) kept its InvocationID" eq "$(id_of app-owner.service)" "$(field "$before" app-owner)"
+}
+
+field() { # "IDS" UNIT: one unit's InvocationID from the output of ids
+	local kv
+	for kv in $1; do [ "${kv%%=*}" = "$2" ] && echo "${kv#*=}"; done
+}
+
+scenario_owner_mode() {
+	local before reloads_before
+	before=$(ids)
+	reloads_before=$(reloads)
+	check "activating v3 (owned-cert mode 0440 -> 0400, same content) succeeds" activate v3
+	check_set v3
+	check "app-owner.service (restartUnits of owned-cert) restarted" wait_until restarted app-owner.service "$(field "$before" app-owner)"
+	check "app-owner.service is active again" wait_until unit_active app-owner.service
+	check "app-restart.service kept its InvocationID" eq "$(id_of app-restart.service)" "$(field "$before" app-restart)"
+	check "app-static.service kept its InvocationID" eq "$(id_of app-static.service)" "$(field "$before" app-static)"
+	check "app-reload.service was not reloaded" eq "$(reloads)" "$reloads_before"
+}
+
+scenario_failure() {
+	local before gen_before cursor u
+	before=$(ids)
+	gen_before=$(readlink -f /run/secrets)
+	cursor=$(journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p')
+	check "activating v4 (undecryptable-token encrypted to another key) fails" not activate v4
+	check "secretd.service is failed" eq "$(prop secretd.service ActiveState)" failed
+	check "the journal names the undecryptable secret" wait_until journal_names "$cursor" undecryptable-token
+	check "/run/secrets still points to the previous generation" eq "$(readlink -f /run/secrets)" "$gen_before"
+	check "undecryptable-token was not written" not test -e /run/secrets/undecryptable-token
+	check_set v3
+	for u in app-restart app-reload app-static app-owner; do
+		check "$u.service kept running (same InvocationID)" eq "$(id_of $u.service)/$(prop $u.service ActiveState)" "$(field "$before" $u)/active"
+	done
+	check "activating v3 again recovers secretd.service" activate v3
+	check "secretd.service succeeded" unit_succeeded secretd.service
+}
+
+journal_names() { # CURSOR WORD
+	journalctl -q --no-pager -o cat -u secretd.service ${1:+--after-cursor="$1"} | grep -q -F "$2" ||
+		{ echo "no secretd.service journal line since the restart mentions $2"; return 1; }
+}
+
+scenario_reboot() {
+	[ "$TIER" = vm ] && info "runner started at uptime ${RUNNER_UPTIME}s"
+	check "this is the second boot of the same disk" eq "$BOOT" 2
+	check "the probe ordered before secretd saw no generation and no /run/secrets" \
+		grep -qx 'generations=0 secrets=absent' /run/vmtest/probe
+	check "secretd.service succeeded" unit_succeeded secretd.service
+	check "/run/secrets.d is a ramfs" fstype_is /run/secrets.d ramfs
+	check "exactly one generation exists" eq "$(generation_count /run/secrets.d)" 1
+	check "/run/secrets points to it" link_into /run/secrets /run/secrets.d
+	check_set v3
+	check "app-restart.service sees the rotated db-password" wait_until seen_is app-restart.service v3 db-password
+	check "secretd status exits 0" status_exit 0
+}
+
+dump_journal() {
+	{
+		echo "VMTEST-JOURNAL BEGIN $BOOT"
+		journalctl -b --no-pager -o short-monotonic
+		echo "VMTEST-JOURNAL END"
+	} >>"$JOURNAL_OUT" 2>&1
+}
+
+# --- main -------------------------------------------------------------------------------
+
+RUNNER_UPTIME=$(cut -d' ' -f1 /proc/uptime)
+say "BOOT $BOOT"
+for name in $(awk -v b="$BOOT" '$1 == b { print $2 }' $DATA/plan); do
+	run_scenario "$name"
+done
+if awk -v b="$BOOT" '$1 > b { found = 1 } END { exit !found }' $DATA/plan; then
+	# The next boot's scenarios check what survives a reboot; the manifest on disk is the
+	# last one activated successfully, as after a switch. The host boots the same disk
+	# again once this one is off.
+	cp $DATA/manifests/v3.json "$MANIFEST"
+	sync
+else
+	say "END"
+fi
+dump_journal
+say "INFO - powering off at uptime $(cut -d' ' -f1 /proc/uptime)s"
+say "HALT $BOOT"
+systemctl poweroff
