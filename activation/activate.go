@@ -40,7 +40,7 @@ type Options struct {
 	Accounts Accounts
 	// Connect reaches systemd; nil signals no unit.
 	Connect func(ctx context.Context) (Signaller, error)
-	// UnitWait bounds the wait for queued unit jobs to finish.
+	// UnitWait bounds the wait for queued unit jobs to finish; 0 queues them and returns.
 	UnitWait time.Duration
 	// Hook, if set, is called at each step that changes the file system, named; crash tests
 	// kill the process there.
@@ -67,9 +67,6 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	}
 	if opts.ForUsers {
 		opts.Accounts = rootOnly{}
-	}
-	if opts.UnitWait == 0 {
-		opts.UnitWait = 20 * time.Second
 	}
 	start := opts.Now()
 	log := opts.Log

@@ -227,7 +227,11 @@ waiting:
 	for _, job := range jobs {
 		if results[job.index].Outcome == "" {
 			results[job.index].Outcome = OutcomeQueued
-			results[job.index].Detail = fmt.Sprintf("job still running after %s; systemd carries it on", wait)
+			if wait > 0 {
+				results[job.index].Detail = fmt.Sprintf("job still running after %s; systemd carries it on", wait)
+			} else {
+				results[job.index].Detail = "job queued; systemd runs it"
+			}
 		}
 	}
 }

@@ -81,7 +81,7 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	forUsers := fs.Bool("for-users", false, "secrets needed before users exist: root-owned, no user lookup")
 	systemdAddress := fs.String("systemd-address", "", "D-Bus address of systemd (default: its private socket, else the system bus)")
 	noSignal := fs.Bool("no-signal", false, "do not restart or reload any unit")
-	unitWait := fs.Duration("unit-wait", 20*time.Second, "how long to wait for restart and reload jobs before recording them as queued")
+	unitWait := fs.Duration("unit-wait", defaultUnitWait(), "how long to wait for restart and reload jobs before recording them as queued (default 0 when run by systemd, 20s otherwise)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -134,6 +134,16 @@ func activate(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// defaultUnitWait is how long activate waits for the jobs it queued. Run by systemd, secretd is
+// itself a start job, and the consumers it restarts are ordered after it: their jobs cannot run
+// before it exits, so waiting would only stall every switch. Elsewhere it waits 20 s.
+func defaultUnitWait() time.Duration {
+	if os.Getenv("INVOCATION_ID") != "" {
+		return 0
+	}
+	return 20 * time.Second
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
