@@ -106,13 +106,13 @@ let
         type = types.listOf types.str;
         default = [ ];
         example = [ "nginx.service" ];
-        description = "Units restarted when the content of this file changes on a switch.";
+        description = "Units restarted (try-restart, after the new secrets are live) when this file is added, removed, or changes content, owner, group or mode on a switch.";
       };
       reloadUnits = mkOption {
         type = types.listOf types.str;
         default = [ ];
         example = [ "nginx.service" ];
-        description = "Units reloaded when the content of this file changes on a switch.";
+        description = "Units reloaded (reload-or-try-restart, after the new secrets are live) when this file is added, removed, or changes content, owner, group or mode on a switch.";
       };
     };
 
