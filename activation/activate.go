@@ -283,24 +283,19 @@ type liveFile struct {
 func (l liveFile) sameContent(b []byte) bool { return string(l.content) == string(b) }
 
 func readLive(dir string) (map[string]liveFile, error) {
-	live := map[string]liveFile{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		content, info, err := ramfs.ReadFile(dir, rel)
-		if err != nil {
-			return err
-		}
+	files, err := ramfs.ReadTree(dir)
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]liveFile, len(files))
+	for rel, f := range files {
 		kind := KindSecret
 		if strings.HasPrefix(rel, manifest.RenderedDir+"/") {
 			kind = KindTemplate
 		}
-		live[rel] = liveFile{kind: kind, info: info, content: content}
-		return nil
-	})
-	return live, err
+		live[rel] = liveFile{kind: kind, info: f.Info, content: f.Content}
+	}
+	return live, nil
 }
 
 func previousConsumers(st *State) map[string]units.Request {

@@ -220,3 +220,22 @@ func TestMountinfoEscapes(t *testing.T) {
 		t.Fatalf("MountAt = %+v, %v", m, err)
 	}
 }
+
+func TestReadTree(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o751)
+	os.WriteFile(filepath.Join(dir, "top"), []byte("1"), 0o400)
+	os.WriteFile(filepath.Join(dir, "a", "b", "deep"), []byte("22"), 0o440)
+	files, err := ramfs.ReadTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || string(files["top"].Content) != "1" || string(files["a/b/deep"].Content) != "22" || files["a/b/deep"].Info.Mode != 0o440 {
+		t.Fatalf("files %v", files)
+	}
+	// Anything but files and directories was not written by secretd: refuse, never follow.
+	os.Symlink("/etc/hostname", filepath.Join(dir, "a", "planted"))
+	if _, err := ramfs.ReadTree(dir); err == nil || !strings.Contains(err.Error(), "planted") {
+		t.Fatalf("error %v, want one naming the planted symlink", err)
+	}
+}

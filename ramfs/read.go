@@ -97,3 +97,70 @@ func readFull(f *os.File, buf []byte) (int, error) {
 	}
 	return total, nil
 }
+
+// File is a regular file read back from a generation.
+type File struct {
+	Info    FileInfo
+	Content []byte
+}
+
+// ReadTree reads every regular file below dir, keyed by its path relative to dir. Each
+// directory is opened once and every entry is opened relative to it without following a
+// symlink; an entry that is neither a regular file nor a directory is an error, since secretd
+// writes nothing else.
+func ReadTree(dir string) (map[string]File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	files := map[string]File{}
+	err = readTree(fd, dir, "", files)
+	return files, err
+}
+
+func readTree(dirfd int, dir, prefix string, files map[string]File) error {
+	d := os.NewFile(uintptr(dirfd), dir)
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		rel := prefix + e.Name()
+		switch {
+		case e.IsDir():
+			sub, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return &os.PathError{Op: "open", Path: dir + "/" + e.Name(), Err: err}
+			}
+			if err := readTree(sub, dir+"/"+e.Name(), rel+"/", files); err != nil {
+				return err
+			}
+		case e.Type().IsRegular():
+			fd, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return &os.PathError{Op: "open", Path: dir + "/" + e.Name(), Err: err}
+			}
+			f := os.NewFile(uintptr(fd), dir+"/"+e.Name())
+			info, err := fstat(f)
+			if err == nil && !info.Regular {
+				err = fmt.Errorf("%s is not a regular file", f.Name())
+			}
+			var content []byte
+			if err == nil {
+				content = make([]byte, info.Size)
+				var n int
+				n, err = readFull(f, content)
+				content = content[:n]
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
+			files[rel] = File{Info: info, Content: content}
+		default:
+			return fmt.Errorf("%s/%s is neither a regular file nor a directory", dir, e.Name())
+		}
+	}
+	return nil
+}
