@@ -183,7 +183,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 		opts.hook("swap")
 	}
 	if err := makeLinks(m, outputs, plan.StaleLinks, &opts); err != nil {
-		return plan, err
+		return plan, &LiveError{Generation: gen, Err: err}
 	}
 	pruned, err := store.Prune(m.KeepGenerations, gen)
 	if err != nil {
@@ -198,7 +198,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	}
 	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
 	if err := writeState(m.MountPoint, state); err != nil {
-		return plan, err
+		return plan, &LiveError{Generation: gen, Err: err}
 	}
 	opts.hook("state")
 
@@ -207,11 +207,11 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 		state.Units = plan.Units
 		state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
 		if err := writeState(m.MountPoint, state); err != nil {
-			return plan, err
+			return plan, &LiveError{Generation: gen, Err: err}
 		}
 	}
 	if err := removePending(m.MountPoint); err != nil {
-		return plan, err
+		return plan, &LiveError{Generation: gen, Err: err}
 	}
 	log.Info("activation complete",
 		zap.Int("generation", gen), zap.Bool("newGeneration", plan.NewGeneration),
@@ -221,6 +221,19 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 		zap.Float64("ms", state.DurationMS))
 	return plan, nil
 }
+
+// LiveError is a failure after the generation became live: its secrets are in place, but what
+// follows (path symlinks, pruning, the state) did not finish; the next activation completes it.
+type LiveError struct {
+	Generation int
+	Err        error
+}
+
+func (e *LiveError) Error() string {
+	return fmt.Sprintf("generation %d is live, but the activation did not finish (the next one completes it): %v", e.Generation, e.Err)
+}
+
+func (e *LiveError) Unwrap() error { return e.Err }
 
 // resolveOutputs lists every output with numeric ownership, reporting all failures at once.
 func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]Output, error) {

@@ -1,6 +1,7 @@
 package activation_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,5 +341,44 @@ func TestStatusNoticesTampering(t *testing.T) {
 	os.Remove(link)
 	if st := activation.ReadStatus(f.mountPoint); st.Healthy {
 		t.Fatal("a missing path symlink went unnoticed")
+	}
+}
+
+// A failure after the swap says the new generation is live, and the next activation, once the
+// cause is gone, finishes the job.
+func TestFailureAfterSwapIsReportedAsLive(t *testing.T) {
+	f := newFixture(t)
+	s := manifest.Secret{Name: "token", File: f.encrypt("a", []byte("alpha"))}
+	f.mustActivate(f.manifest(s), activation.Options{})
+	before := f.live()
+
+	// A user's symlink on the way to path passes the early checks but is not followed.
+	real := filepath.Join(f.dir, "home", "alice", "real")
+	os.MkdirAll(real, 0o755)
+	cfg := filepath.Join(f.dir, "home", "alice", "cfg")
+	os.Symlink(real, cfg)
+	if err := os.Lchown(cfg, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	s.File = f.encrypt("b", []byte("bravo"))
+	s.Path = filepath.Join(cfg, "token")
+	_, err := f.activate(f.manifest(s), activation.Options{})
+	var live *activation.LiveError
+	if !errors.As(err, &live) || live.Generation != before+1 || !strings.Contains(err.Error(), "owned by uid 1000") {
+		t.Fatalf("error %v, want a LiveError for generation %d naming the untrusted symlink", err, before+1)
+	}
+	if f.live() != before+1 {
+		t.Fatalf("live generation %d, want %d", f.live(), before+1)
+	}
+	f.expectFile("token", []byte("bravo"), 0, 0, 0o400)
+
+	os.Remove(cfg)
+	os.Mkdir(cfg, 0o755)
+	f.mustActivate(f.manifest(s), activation.Options{})
+	if target, err := os.Readlink(s.Path); err != nil || target != filepath.Join(f.secretsDir, "token") {
+		t.Fatalf("path after recovery: %q, %v", target, err)
+	}
+	if st := activation.ReadStatus(f.mountPoint); !st.Healthy {
+		t.Fatal(st.Problems)
 	}
 }

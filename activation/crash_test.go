@@ -430,6 +430,19 @@ func (s *crashScenario) hookPoints(t *testing.T) (total int, byName map[string]i
 	return total, byName, took
 }
 
+// recoverExactly runs a normal activation of NEW (or OLD) after a crash and reports how the
+// result differs from exactly that manifest.
+func (s *crashScenario) recoverExactly(root string, newManifest bool) []string {
+	label := "OLD"
+	if newManifest {
+		label = "NEW"
+	}
+	if _, err := s.activate(root, newManifest, activation.Options{}); err != nil {
+		return []string{"activating " + label + " after the crash: " + err.Error()}
+	}
+	return s.checkExactly(root, newManifest)
+}
+
 // crashAndCheck prepares OLD under a fresh root, kills an activation of NEW as run says, and
 // checks the invariant. It returns the root, which generation is live and what is wrong.
 func (s *crashScenario) crashAndCheck(name string, run crashRun) (root, which string, killed bool, problems []string) {
@@ -458,11 +471,7 @@ func TestCrashAtEveryHookPoint(t *testing.T) {
 		outcomes[which]++
 		hadLeftovers := len(leftovers(root)) > 0
 		if len(problems) == 0 {
-			if _, err := s.activate(root, true, activation.Options{}); err != nil {
-				problems = append(problems, "activating NEW after the crash: "+err.Error())
-			} else {
-				problems = append(problems, s.checkExactly(root, true)...)
-			}
+			problems = s.recoverExactly(root, true)
 		}
 		for _, p := range problems {
 			t.Errorf("killed at hook call %d (%s live, leftovers before recovery: %v): %s", n, which, hadLeftovers, p)
@@ -488,11 +497,7 @@ func TestCrashThenRollback(t *testing.T) {
 			problems = append(problems, fmt.Sprintf("the child finished without reaching hook call %d", n))
 		}
 		if len(problems) == 0 {
-			if _, err := s.activate(root, false, activation.Options{}); err != nil {
-				problems = append(problems, "activating OLD after the crash: "+err.Error())
-			} else {
-				problems = append(problems, s.checkExactly(root, false)...)
-			}
+			problems = s.recoverExactly(root, false)
 		}
 		for _, p := range problems {
 			t.Errorf("killed at hook call %d (%s live), then OLD activated: %s", n, which, p)
@@ -532,11 +537,7 @@ func TestCrashAtRandomTimes(t *testing.T) {
 			withLeftovers++
 		}
 		if len(problems) == 0 {
-			if _, err := s.activate(root, true, activation.Options{}); err != nil {
-				problems = append(problems, "activating NEW after the crash: "+err.Error())
-			} else {
-				problems = append(problems, s.checkExactly(root, true)...)
-			}
+			problems = s.recoverExactly(root, true)
 		}
 		for _, p := range problems {
 			t.Errorf("killed after %v (%s live): %s", delay, which, p)

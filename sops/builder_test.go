@@ -81,7 +81,6 @@ type testEncrypter struct {
 	spec *fileSpec
 	gcm  cipher.AEAD
 	key  []byte
-	mac  []byte
 	hash interface{ Write([]byte) (int, error) }
 }
 

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -120,7 +121,12 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	}
 	plan, err := activation.Activate(context.Background(), m, opts)
 	if err != nil {
-		log.Error("activation failed; the live generation is unchanged", zap.String("manifest", *manifestPath), zap.Error(err))
+		var live *activation.LiveError
+		if errors.As(err, &live) {
+			log.Error("activation incomplete", zap.String("manifest", *manifestPath), zap.Int("generation", live.Generation), zap.Error(live.Err))
+		} else {
+			log.Error("activation failed; the live generation is unchanged", zap.String("manifest", *manifestPath), zap.Error(err))
+		}
 		fmt.Fprintln(stderr, "secretd: activation failed:", err)
 		return exitFailed
 	}
