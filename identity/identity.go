@@ -202,7 +202,7 @@ func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
 }
 
 func ed25519Identities(key ed25519.PrivateKey) ([]age.Identity, []string, error) {
-	sshID, err := agessh.NewEd25519Identity(key)
+	sshID, err := newSSHEd25519Identity(key)
 	if err != nil {
 		return nil, nil, err
 	}
