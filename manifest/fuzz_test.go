@@ -3,18 +3,29 @@ package manifest_test
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/secretd/secretd/manifest"
 )
 
-// FuzzDecode feeds arbitrary bytes to Decode, which must never panic, and must return either
-// an error or a manifest that validates again and survives a round trip through JSON
-// unchanged. The seed corpus is in testdata/fuzz/FuzzDecode.
+// FuzzDecode feeds arbitrary bytes to Decode, which must never panic, must agree with the
+// encoding/json-based decoder it replaced (the same manifest, or the same error), and must
+// return either an error or a manifest that validates again and survives a round trip through
+// JSON unchanged. The seed corpus is in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := manifest.Decode(data)
+		want, wantErr := manifest.OracleDecode(data)
+		switch {
+		case (err == nil) != (wantErr == nil):
+			t.Fatalf("Decode and the encoding/json decoder disagree:\nDecode: %v\nencoding/json: %v", err, wantErr)
+		case err != nil && err.Error() != wantErr.Error():
+			t.Fatalf("Decode and the encoding/json decoder report differently:\nDecode: %v\nencoding/json: %v", err, wantErr)
+		case err == nil && !reflect.DeepEqual(m, want):
+			t.Fatalf("Decode and the encoding/json decoder decode differently:\nDecode: %#v\nencoding/json: %#v", m, want)
+		}
 		if err != nil {
 			if m != nil {
 				t.Fatal("Decode returned a manifest and an error")

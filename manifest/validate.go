@@ -30,7 +30,25 @@ func (p *Problems) add(location, format string, args ...any) {
 	*p = append(*p, location+": "+fmt.Sprintf(format, args...))
 }
 
-var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]+$`)
+// nameBytes are the bytes a segment of an output name may hold.
+var nameBytes = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-")
+
+func byteSet(chars string) (set [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		set[chars[i]] = true
+	}
+	return set
+}
+
+// allIn reports whether every byte of s is in set.
+func allIn(s string, set *[256]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !set[s[i]] {
+			return false
+		}
+	}
+	return true
+}
 
 // CheckName reports why name is not a valid output name, or nil: segments of
 // [A-Za-z0-9._@+-] joined by "/", none empty, "." or "..", not absolute.
@@ -41,13 +59,15 @@ func CheckName(name string) error {
 	if strings.HasPrefix(name, "/") {
 		return fmt.Errorf("%q is absolute; names are relative to secretsDir", name)
 	}
-	for _, seg := range strings.Split(name, "/") {
+	for rest, more := name, true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		switch {
 		case seg == "":
 			return fmt.Errorf("%q has an empty path segment", name)
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%q has a %q segment", name, seg)
-		case !segmentPattern.MatchString(seg):
+		case !allIn(seg, &nameBytes):
 			return fmt.Errorf("%q: segment %q may only hold A-Z a-z 0-9 . _ @ + -", name, seg)
 		}
 	}
@@ -64,6 +84,22 @@ func ParseMode(s string) (uint32, error) {
 		return 0, fmt.Errorf("%q has bits beyond 0777 (setuid, setgid and sticky make no sense on a secret)", s)
 	}
 	return uint32(v), nil
+}
+
+// place is where a secret or template is declared; it is spelt out as its JSON location only
+// when a problem is reported, which spares formatting one per output.
+type place struct {
+	list string // "secrets" or "templates"
+	i    int
+	name string
+}
+
+func (pl place) String() string {
+	loc := pl.list + "[" + strconv.Itoa(pl.i) + "]"
+	if pl.name != "" {
+		loc += " (" + pl.name + ")"
+	}
+	return loc
 }
 
 // Validate checks a decoded manifest and returns Problems listing every failure, or nil.
@@ -91,59 +127,62 @@ func (m *Manifest) Validate() error {
 		}
 	}
 
-	outputs := map[string]string{}   // output name -> location
-	linkPaths := map[string]string{} // path symlink -> location
-	secretNames := map[string]bool{}
+	// No secret may be named under rendered/, where every template's output is, so the
+	// outputs from list "secrets" are exactly the names placeholders may stand for.
+	outputs := make(map[string]place, len(m.Secrets)+len(m.Templates)) // output name -> where
+	linkPaths := map[string]place{}                                    // path symlink -> where
 	for i := range m.Secrets {
 		s := &m.Secrets[i]
-		loc := fmt.Sprintf("secrets[%d]", i)
-		if s.Name != "" {
-			loc = fmt.Sprintf("secrets[%d] (%s)", i, s.Name)
-		}
+		pl := place{"secrets", i, s.Name}
 		if err := CheckName(s.Name); err != nil {
-			p.add(loc+".name", "%v", err)
+			p.add(pl.String()+".name", "%v", err)
 		} else if first, _, _ := strings.Cut(s.Name, "/"); first == RenderedDir {
-			p.add(loc+".name", "%q is inside %q, which holds rendered templates", s.Name, RenderedDir+"/")
+			p.add(pl.String()+".name", "%q is inside %q, which holds rendered templates", s.Name, RenderedDir+"/")
 		} else {
 			if prev, dup := outputs[s.Name]; dup {
-				p.add(loc+".name", "%q is already used by %s", s.Name, prev)
+				p.add(pl.String()+".name", "%q is already used by %s", s.Name, prev)
 			}
-			outputs[s.Name] = loc
-			secretNames[s.Name] = true
+			outputs[s.Name] = pl
 		}
 		if s.File == "" {
-			p.add(loc+".file", "missing: which encrypted file holds this secret?")
+			p.add(pl.String()+".file", "missing: which encrypted file holds this secret?")
 		} else if !filepath.IsAbs(s.File) {
-			p.add(loc+".file", "%q must be an absolute path", s.File)
+			p.add(pl.String()+".file", "%q must be an absolute path", s.File)
 		}
 		if !contains(Formats, s.Format) {
-			p.add(loc+".format", "%q is not one of %s", s.Format, strings.Join(Formats, ", "))
+			p.add(pl.String()+".format", "%q is not one of %s", s.Format, strings.Join(Formats, ", "))
 		} else if s.Format == FormatBinary && s.Key != "" {
-			p.add(loc+".key", "%q is set, but a binary secret is the whole plaintext: set format to yaml, json, dotenv or ini", s.Key)
+			p.add(pl.String()+".key", "%q is set, but a binary secret is the whole plaintext: set format to yaml, json, dotenv or ini", s.Key)
 		}
-		m.checkOutput(&p, loc, &s.Ownership, s.Path, &s.Consumers, linkPaths)
+		m.checkOutput(&p, pl, &s.Ownership, s.Path, &s.Consumers, linkPaths)
 	}
+	var declared map[string]bool // placeholder tokens, gathered when a template first uses one
 	for i := range m.Templates {
 		t := &m.Templates[i]
-		loc := fmt.Sprintf("templates[%d]", i)
-		if t.Name != "" {
-			loc = fmt.Sprintf("templates[%d] (%s)", i, t.Name)
-		}
+		pl := place{"templates", i, t.Name}
 		if err := CheckName(t.Name); err != nil {
-			p.add(loc+".name", "%v", err)
+			p.add(pl.String()+".name", "%v", err)
 		} else {
 			out := RenderedDir + "/" + t.Name
 			if prev, dup := outputs[out]; dup {
-				p.add(loc+".name", "%q is already used by %s", t.Name, prev)
+				p.add(pl.String()+".name", "%q is already used by %s", t.Name, prev)
 			}
-			outputs[out] = loc
+			outputs[out] = pl
 		}
-		for _, tok := range PlaceholderPattern.FindAllString(t.Content, -1) {
-			if _, ok := m.PlaceholderSecret(tok); !ok {
-				p.add(loc+".content", "%s is not a declared placeholder", tok)
+		if strings.Contains(t.Content, placeholderPrefix) {
+			if declared == nil {
+				declared = make(map[string]bool, len(m.Placeholders))
+				for _, tok := range m.Placeholders {
+					declared[tok] = true
+				}
+			}
+			for _, tok := range PlaceholderPattern.FindAllString(t.Content, -1) {
+				if !declared[tok] {
+					p.add(pl.String()+".content", "%s is not a declared placeholder", tok)
+				}
 			}
 		}
-		m.checkOutput(&p, loc, &t.Ownership, t.Path, &t.Consumers, linkPaths)
+		m.checkOutput(&p, pl, &t.Ownership, t.Path, &t.Consumers, linkPaths)
 	}
 	tokens := map[string]string{}
 	for _, name := range sortedKeys(m.Placeholders) {
@@ -153,7 +192,7 @@ func (m *Manifest) Validate() error {
 			p.add(loc, "%q already stands for secret %q", tok, other)
 		}
 		tokens[tok] = name
-		if !secretNames[name] {
+		if pl, ok := outputs[name]; !ok || pl.list != "secrets" {
 			p.add(loc, "no secret is named %q", name)
 		}
 		if !PlaceholderPattern.MatchString(tok) || PlaceholderPattern.FindString(tok) != tok {
@@ -167,6 +206,9 @@ func (m *Manifest) Validate() error {
 	return nil
 }
 
+// placeholderPrefix starts every match of PlaceholderPattern.
+const placeholderPrefix = "<SECRETD:"
+
 // PlaceholderSecret returns the secret a placeholder token stands for.
 func (m *Manifest) PlaceholderSecret(token string) (string, bool) {
 	for name, tok := range m.Placeholders {
@@ -177,77 +219,102 @@ func (m *Manifest) PlaceholderSecret(token string) (string, bool) {
 	return "", false
 }
 
-func (m *Manifest) checkOutput(p *Problems, loc string, o *Ownership, path string, c *Consumers, linkPaths map[string]string) {
+func (m *Manifest) checkOutput(p *Problems, pl place, o *Ownership, path string, c *Consumers, linkPaths map[string]place) {
+	at := func(field string) string { return pl.String() + "." + field }
 	if o.Owner != "" && o.UID != nil {
-		p.add(loc+".uid", "set owner or uid, not both")
+		p.add(at("uid"), "set owner or uid, not both")
 	}
 	if o.Group != "" && o.GID != nil {
-		p.add(loc+".gid", "set group or gid, not both")
+		p.add(at("gid"), "set group or gid, not both")
 	}
 	// 2^32-1 is (uid_t)-1, which chown reads as "leave unchanged".
 	checkID := func(field string, id *int) {
 		switch {
 		case id == nil:
 		case *id < 0:
-			p.add(loc+"."+field, "%d is negative", *id)
+			p.add(at(field), "%d is negative", *id)
 		case *id >= 1<<32-1:
-			p.add(loc+"."+field, "%d is out of range (0 to 4294967294)", *id)
+			p.add(at(field), "%d is out of range (0 to 4294967294)", *id)
 		}
 	}
 	checkID("uid", o.UID)
 	checkID("gid", o.GID)
 	if _, err := ParseMode(o.Mode); err != nil {
-		p.add(loc+".mode", "%v", err)
+		p.add(at("mode"), "%v", err)
 	}
 	if path != "" {
 		switch {
 		case !filepath.IsAbs(path) || filepath.Clean(path) != path:
-			p.add(loc+".path", "%q must be a clean absolute path", path)
+			p.add(at("path"), "%q must be a clean absolute path", path)
 		case path == m.MountPoint || within(path, m.MountPoint):
-			p.add(loc+".path", "%q is inside mountPoint %q", path, m.MountPoint)
+			p.add(at("path"), "%q is inside mountPoint %q", path, m.MountPoint)
 		case path == m.SecretsDir || within(path, m.SecretsDir):
-			p.add(loc+".path", "%q is inside secretsDir %q, which secretd replaces whole", path, m.SecretsDir)
+			p.add(at("path"), "%q is inside secretsDir %q, which secretd replaces whole", path, m.SecretsDir)
 		default:
 			if prev, dup := linkPaths[path]; dup {
-				p.add(loc+".path", "%q is already used by %s", path, prev)
+				p.add(at("path"), "%q is already used by %s", path, prev)
 			}
-			linkPaths[path] = loc
+			linkPaths[path] = pl
 		}
 	}
 	for j, u := range c.RestartUnits {
 		if err := checkUnit(u); err != nil {
-			p.add(fmt.Sprintf("%s.restartUnits[%d]", loc, j), "%v", err)
+			p.add(fmt.Sprintf("%s.restartUnits[%d]", pl, j), "%v", err)
 		}
 	}
 	for j, u := range c.ReloadUnits {
 		if err := checkUnit(u); err != nil {
-			p.add(fmt.Sprintf("%s.reloadUnits[%d]", loc, j), "%v", err)
+			p.add(fmt.Sprintf("%s.reloadUnits[%d]", pl, j), "%v", err)
 		}
 	}
 }
 
-var unitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|path|mount|automount|swap|slice|scope|device)$`)
+// unitBytes are the bytes a systemd unit name may hold here; unitTypes are the suffixes, after
+// a '.', that it must end with.
+var (
+	unitBytes = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.\\@-")
+	unitTypes = []string{"service", "socket", "target", "timer", "path", "mount", "automount", "swap", "slice", "scope", "device"}
+)
 
 func checkUnit(u string) error {
-	if !unitPattern.MatchString(u) {
-		return fmt.Errorf("%q is not a systemd unit name (such as foo.service)", u)
+	if allIn(u, &unitBytes) {
+		for _, t := range unitTypes {
+			if n := len(u) - len(t); n > 1 && u[n-1] == '.' && u[n:] == t {
+				return nil
+			}
+		}
 	}
-	return nil
+	return fmt.Errorf("%q is not a systemd unit name (such as foo.service)", u)
 }
 
-// checkNesting reports an output name that is a directory of another ("a" and "a/b").
-func checkNesting(p *Problems, outputs map[string]string) {
-	for _, name := range sortedKeys(outputs) {
+// checkNesting reports an output name that is a directory of another ("a" and "a/b"), in the
+// order of the names.
+func checkNesting(p *Problems, outputs map[string]place) {
+	var clashing []string
+	for name := range outputs {
+		if strings.IndexByte(name, '/') < 0 {
+			continue // filepath.Dir(name) is "."
+		}
 		for dir := filepath.Dir(name); dir != "."; dir = filepath.Dir(dir) {
-			if loc, clash := outputs[dir]; clash {
-				p.add(outputs[name]+".name", "%q needs %q to be a directory, but %s is a file of that name", name, dir, loc)
+			if _, clash := outputs[dir]; clash {
+				clashing = append(clashing, name)
+				break
+			}
+		}
+	}
+	sort.Strings(clashing)
+	for _, name := range clashing {
+		for dir := filepath.Dir(name); dir != "."; dir = filepath.Dir(dir) {
+			if pl, clash := outputs[dir]; clash {
+				p.add(outputs[name].String()+".name", "%q needs %q to be a directory, but %s is a file of that name", name, dir, pl)
 			}
 		}
 	}
 }
 
+// within reports whether path is below dir.
 func within(path, dir string) bool {
-	return strings.HasPrefix(path, dir+"/")
+	return len(path) > len(dir) && path[len(dir)] == '/' && path[:len(dir)] == dir
 }
 
 func contains(list []string, s string) bool {

@@ -1,0 +1,4 @@
+package manifest
+
+// OracleDecode gives the external tests the reference decoder.
+var OracleDecode = oracleDecode

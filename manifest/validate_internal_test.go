@@ -1,0 +1,50 @@
+package manifest
+
+import (
+	"fmt"
+	"testing"
+)
+
+// CheckName and checkUnit check bytes by hand instead of with regular expressions; they must
+// accept exactly what the expressions did, and say the same otherwise. Every string of up to
+// four symbols from an alphabet of the interesting bytes is tried.
+func TestNameAndUnitChecksMatchTheirExpressions(t *testing.T) {
+	alphabet := []string{"a", "Z", "0", ".", "/", "_", "@", "+", "-", ":", "\\", " ", "é", "\xff", "\x00", "*"}
+	var all []string
+	var gen func(s string, n int)
+	gen = func(s string, n int) {
+		all = append(all, s)
+		if n == 0 {
+			return
+		}
+		for _, a := range alphabet {
+			gen(s+a, n-1)
+		}
+	}
+	gen("", 4)
+
+	for _, s := range all {
+		if got, want := fmt.Sprint(CheckName(s)), fmt.Sprint(oracleCheckName(s)); got != want {
+			t.Errorf("CheckName(%q) = %s, was %s", s, got, want)
+		}
+	}
+	var units []string
+	for _, s := range all[:len(all)/16] { // up to three symbols
+		for _, suffix := range []string{"service", "automount", "mount", "device", "servic", "Service", "", "service.", "x"} {
+			units = append(units, s+suffix, s+"."+suffix)
+		}
+	}
+	for _, u := range units {
+		if got, want := fmt.Sprint(checkUnit(u)), fmt.Sprint(oracleCheckUnit(u)); got != want {
+			t.Errorf("checkUnit(%q) = %s, was %s", u, got, want)
+		}
+	}
+}
+
+func TestWithin(t *testing.T) {
+	for _, c := range [][2]string{{"/run/s/x", "/run/s"}, {"/run/s", "/run/s"}, {"/run/sx", "/run/s"}, {"/run", "/run/s"}, {"/", ""}, {"", ""}, {"/a", "/"}, {"//a", "/"}} {
+		if got, want := within(c[0], c[1]), oracleWithin(c[0], c[1]); got != want {
+			t.Errorf("within(%q, %q) = %v, was %v", c[0], c[1], got, want)
+		}
+	}
+}
