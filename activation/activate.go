@@ -105,7 +105,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 		plan.LiveGeneration = liveGen
 	}
 	plan.FirstActivation = !hasLive
-	previous, err := ReadState(m.MountPoint)
+	previous, err := readPrevious(m.MountPoint)
 	if err != nil {
 		log.Warn("previous state unreadable", zap.Error(err))
 	}
@@ -116,18 +116,45 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 			reuse.prev[o.Name] = o
 		}
 	}
-	values, sources, wipe, err := secretValues(m, ids, reuse)
+	values, sources, reused, wipe, err := secretValues(m, ids, reuse)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe()
-	rendered := fillContent(m, outputs, values)
+	readBack := &liveReader{dir: store.Dir(liveGen), live: live}
+	defer readBack.wipe()
+	for name, token := range m.Placeholders {
+		if reused[name] && usedInTemplates(m, token) {
+			if values[name], err = readBack.content(name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rendered := fillContent(m, outputs, values, reused)
 	defer func() {
 		for _, b := range rendered {
 			clear(b)
 		}
 	}()
+	// Outputs not known to be unchanged are compared with their live files.
+	for _, o := range outputs {
+		if l, ok := live[o.Name]; ok && !o.unchanged {
+			if l.content, err = readBack.content(o.Name); err != nil {
+				return nil, err
+			}
+			live[o.Name] = l
+		}
+	}
 	plan.computeChanges(live, previousConsumers(previous))
+	if plan.NewGeneration && !opts.DryRun {
+		for i := range outputs {
+			if o := &outputs[i]; o.unchanged {
+				if o.content, err = readBack.content(o.Name); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	plan.Links = links(outputs)
 	interrupted, err := readPending(m.MountPoint)
 	if err != nil {
@@ -265,7 +292,8 @@ func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]O
 
 // fillContent attaches each secret's value and renders the templates, whose buffers it returns
 // so the caller can wipe them.
-func fillContent(m *manifest.Manifest, outputs []Output, values map[string][]byte) [][]byte {
+// A secret in reused keeps its live content, which is read only if a new generation is written.
+func fillContent(m *manifest.Manifest, outputs []Output, values map[string][]byte, reused map[string]bool) [][]byte {
 	var pairs []string
 	for name, token := range m.Placeholders {
 		pairs = append(pairs, token, string(values[name]))
@@ -276,7 +304,7 @@ func fillContent(m *manifest.Manifest, outputs []Output, values map[string][]byt
 	for i := range outputs {
 		o := &outputs[i]
 		if o.Kind == KindSecret {
-			o.content = values[o.Name]
+			o.content, o.unchanged = values[o.Name], reused[o.Name]
 			continue
 		}
 		o.content = []byte(replacer.Replace(m.Templates[ti].Content))
@@ -286,7 +314,7 @@ func fillContent(m *manifest.Manifest, outputs []Output, values map[string][]byt
 	return rendered
 }
 
-// liveFile is one output of the live generation.
+// liveFile is one output of the live generation. Its content is read only where it is compared.
 type liveFile struct {
 	kind    string
 	info    ramfs.FileInfo
@@ -296,19 +324,54 @@ type liveFile struct {
 func (l liveFile) sameContent(b []byte) bool { return string(l.content) == string(b) }
 
 func readLive(dir string) (map[string]liveFile, error) {
-	files, err := ramfs.ReadTree(dir)
+	files, err := ramfs.StatTree(dir)
 	if err != nil {
 		return nil, err
 	}
 	live := make(map[string]liveFile, len(files))
-	for rel, f := range files {
+	for rel, info := range files {
 		kind := KindSecret
 		if strings.HasPrefix(rel, manifest.RenderedDir+"/") {
 			kind = KindTemplate
 		}
-		live[rel] = liveFile{kind: kind, info: f.Info, content: f.Content}
+		live[rel] = liveFile{kind: kind, info: info}
 	}
 	return live, nil
+}
+
+// liveReader reads files back from the live generation, each checked to be the very file
+// described when the activation began.
+type liveReader struct {
+	dir  string
+	live map[string]liveFile
+	read [][]byte
+}
+
+func (r *liveReader) content(name string) ([]byte, error) {
+	data, info, err := ramfs.ReadFile(r.dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading back the live %s: %w", name, err)
+	}
+	r.read = append(r.read, data)
+	if want := r.live[name].info; info.Ino != want.Ino || info.Ctime != want.Ctime || info.Size != want.Size {
+		return nil, fmt.Errorf("the live %s changed while this activation ran", name)
+	}
+	return data, nil
+}
+
+func (r *liveReader) wipe() {
+	for _, b := range r.read {
+		clear(b)
+	}
+}
+
+func usedInTemplates(m *manifest.Manifest, token string) bool {
+	for i := range m.Templates {
+		if strings.Contains(m.Templates[i].Content, token) {
+			return true
+		}
+	}
+	return false
 }
 
 func previousConsumers(st *State) map[string]units.Request {
@@ -509,7 +572,7 @@ func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]str
 		states[i] = OutputState{
 			Source: sources[o.Name], Ino: w.Ino, Ctime: w.Ctime,
 			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
-			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: len(o.content),
+			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: int(w.Size),
 			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,
 		}
 	}

@@ -39,6 +39,9 @@ type Output struct {
 	ReloadUnits  []string `json:"reloadUnits,omitempty"`
 
 	content []byte
+	// unchanged is set when the live file holds this output's content already (see reuser);
+	// content is then read back only to be copied into a new generation.
+	unchanged bool
 }
 
 // Change actions.
@@ -102,7 +105,7 @@ func (p *Plan) computeChanges(live map[string]liveFile, previous map[string]unit
 		case !ok:
 			c.Action = ActionAdd
 		default:
-			c.Content = !old.sameContent(o.content)
+			c.Content = !o.unchanged && !old.sameContent(o.content)
 			c.Owner = old.info.UID != o.UID || old.info.GID != o.GID
 			c.Mode = old.info.Mode != o.Mode
 			if !c.Content && !c.Owner && !c.Mode {

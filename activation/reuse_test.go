@@ -53,3 +53,49 @@ func TestUnchangedInputsAreNotDecryptedAgain(t *testing.T) {
 	}
 	f.expectFile("token", interop.Expected(t, "token"), 0, 0, 0o400)
 }
+
+// Secrets taken unchanged from the live generation are read back only when needed, and then
+// exactly: into a template whose text changed, and into a new generation made for another
+// secret's sake.
+func TestReusedSecretsCarriedIntoNewGenerations(t *testing.T) {
+	f := newFixture(t)
+	a := manifest.Secret{Name: "a", File: f.encrypt("a", []byte("alpha-value"))}
+	b := manifest.Secret{Name: "dir/b", File: f.encrypt("b", []byte("bravo-value")), Ownership: manifest.Ownership{Owner: "nobody", Group: "nogroup", Mode: "0440"}}
+	d := manifest.Secret{Name: "d", File: f.encrypt("d", []byte("delta-value"))} // in no template
+	withTemplate := func(text string, secrets ...manifest.Secret) *manifest.Manifest {
+		m := f.manifest(secrets...)
+		m.Placeholders = map[string]string{"a": "<SECRETD:a>", "dir/b": "<SECRETD:dir/b>"}
+		m.Templates = []manifest.Template{{Name: "app.conf", Content: text}}
+		return m
+	}
+	f.mustActivate(withTemplate("a=<SECRETD:a>\n", a, b, d), activation.Options{})
+	first := f.live()
+
+	plan := f.mustActivate(withTemplate("a=<SECRETD:a>\n", a, b, d), activation.Options{})
+	if plan.NewGeneration || f.live() != first {
+		t.Fatalf("an unchanged manifest made generation %d (changes %+v)", f.live(), plan.Changes)
+	}
+
+	plan = f.mustActivate(withTemplate("b=<SECRETD:dir/b> a=<SECRETD:a>\n", a, b, d), activation.Options{})
+	if len(plan.Changes) != 1 || plan.Changes[0].Name != "rendered/app.conf" || !plan.Changes[0].Content {
+		t.Fatalf("changes %+v, want only the template's content", plan.Changes)
+	}
+	f.expectFile("rendered/app.conf", []byte("b=bravo-value a=alpha-value\n"), 0, 0, 0o400)
+
+	c := manifest.Secret{Name: "c", File: f.encrypt("c", []byte("charlie-value"))}
+	plan = f.mustActivate(withTemplate("b=<SECRETD:dir/b> a=<SECRETD:a>\n", a, b, c, d), activation.Options{})
+	if len(plan.Changes) != 1 || plan.Changes[0].Name != "c" || plan.Changes[0].Action != activation.ActionAdd {
+		t.Fatalf("changes %+v, want only c added", plan.Changes)
+	}
+	if f.live() <= first+1 {
+		t.Fatalf("live generation %d, want a new one after %d", f.live(), first+1)
+	}
+	f.expectFile("a", []byte("alpha-value"), 0, 0, 0o400)
+	f.expectFile("dir/b", []byte("bravo-value"), 65534, 65534, 0o440)
+	f.expectFile("c", []byte("charlie-value"), 0, 0, 0o400)
+	f.expectFile("d", []byte("delta-value"), 0, 0, 0o400)
+	f.expectFile("rendered/app.conf", []byte("b=bravo-value a=alpha-value\n"), 0, 0, 0o400)
+	if st := activation.ReadStatus(f.mountPoint); !st.Healthy {
+		t.Fatal(st.Problems)
+	}
+}

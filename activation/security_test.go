@@ -111,7 +111,11 @@ func TestNoPlaintextOutsideTheRamfs(t *testing.T) {
 	status.Print(&printed)
 	statusJSON, _ := json.Marshal(status)
 	state, _ := os.ReadFile(filepath.Join(f.mountPoint, activation.StateFile))
-	f.noPlaintextIn(plaintexts, err.Error(), printed.String(), string(planJSON), string(statusJSON), string(state))
+	record, _ := os.ReadFile(filepath.Join(f.mountPoint, "state.gob"))
+	if len(record) == 0 {
+		t.Error("no compact state record written")
+	}
+	f.noPlaintextIn(plaintexts, err.Error(), printed.String(), string(planJSON), string(statusJSON), string(state), string(record))
 
 	// The files are where they belong.
 	for i, s := range secrets {

@@ -1,6 +1,8 @@
 package activation
 
 import (
+	"bytes"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,14 +78,39 @@ func ReadState(mountPoint string) (*State, error) {
 	return &st, nil
 }
 
-// writeState replaces the state file atomically, readable by root only.
+// recordFile holds the state again, in the form the next activation reads: decoding a thousand
+// outputs from JSON takes milliseconds of every boot, from gob a tenth of that. StateFile stays
+// the record operators and `secretd status` read.
+const recordFile = "state.gob"
+
+// writeState replaces the state file and its compact copy atomically, readable by root only.
 func writeState(mountPoint string, st *State) error {
 	st.Version = stateVersion
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return replaceFile(mountPoint, StateFile, data)
+	if err := replaceFile(mountPoint, StateFile, data); err != nil {
+		return err
+	}
+	var record bytes.Buffer
+	if err := gob.NewEncoder(&record).Encode(st); err != nil {
+		return err
+	}
+	return replaceFile(mountPoint, recordFile, record.Bytes())
+}
+
+// readPrevious reads what the last activation recorded, from its compact copy when that is
+// readable, else from the state file (as an older secretd wrote it).
+func readPrevious(mountPoint string) (*State, error) {
+	data, err := os.ReadFile(filepath.Join(mountPoint, recordFile))
+	if err == nil {
+		var st State
+		if gob.NewDecoder(bytes.NewReader(data)).Decode(&st) == nil && st.Version == stateVersion {
+			return &st, nil
+		}
+	}
+	return ReadState(mountPoint)
 }
 
 // pendingFile records, for the length of an activation's visible changes, what it was doing.

@@ -270,7 +270,7 @@ for n in $sizes; do
 		check_outputs "$dir/baseline/run/secrets" "$dir/expected.sha256" "baseline N=$n"
 		umount -l "$dir/baseline/run/secrets.d"
 	fi
-	rm -rf "$dir"
+	[ "$keep" = 1 ] || rm -rf "$dir"
 done
 
 # --- report ------------------------------------------------------------------------------------

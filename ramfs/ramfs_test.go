@@ -221,21 +221,21 @@ func TestMountinfoEscapes(t *testing.T) {
 	}
 }
 
-func TestReadTree(t *testing.T) {
+func TestStatTree(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o751)
 	os.WriteFile(filepath.Join(dir, "top"), []byte("1"), 0o400)
 	os.WriteFile(filepath.Join(dir, "a", "b", "deep"), []byte("22"), 0o440)
-	files, err := ramfs.ReadTree(dir)
+	files, err := ramfs.StatTree(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2 || string(files["top"].Content) != "1" || string(files["a/b/deep"].Content) != "22" || files["a/b/deep"].Info.Mode != 0o440 {
+	if len(files) != 2 || files["top"].Size != 1 || files["a/b/deep"].Size != 2 || files["a/b/deep"].Mode != 0o440 || !files["top"].Regular {
 		t.Fatalf("files %v", files)
 	}
 	// Anything but files and directories was not written by secretd: refuse, never follow.
 	os.Symlink("/etc/hostname", filepath.Join(dir, "a", "planted"))
-	if _, err := ramfs.ReadTree(dir); err == nil || !strings.Contains(err.Error(), "planted") {
+	if _, err := ramfs.StatTree(dir); err == nil || !strings.Contains(err.Error(), "planted") {
 		t.Fatalf("error %v, want one naming the planted symlink", err)
 	}
 }

@@ -98,27 +98,22 @@ func readFull(f *os.File, buf []byte) (int, error) {
 	return total, nil
 }
 
-// File is a regular file read back from a generation.
-type File struct {
-	Info    FileInfo
-	Content []byte
-}
-
-// ReadTree reads every regular file below dir, keyed by its path relative to dir. Each
-// directory is opened once and every entry is opened relative to it without following a
-// symlink; an entry that is neither a regular file nor a directory is an error, since secretd
+// StatTree describes every regular file below dir, keyed by its path relative to dir, without
+// reading any: a re-activation needs a file's content only where it is copied or compared.
+// Each directory is opened once and every entry is looked at relative to it without following
+// a symlink; an entry that is neither a regular file nor a directory is an error, since secretd
 // writes nothing else.
-func ReadTree(dir string) (map[string]File, error) {
+func StatTree(dir string) (map[string]FileInfo, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	files := map[string]File{}
-	err = readTree(fd, dir, "", files)
+	files := map[string]FileInfo{}
+	err = statTree(fd, dir, "", files)
 	return files, err
 }
 
-func readTree(dirfd int, dir, prefix string, files map[string]File) error {
+func statTree(dirfd int, dir, prefix string, files map[string]FileInfo) error {
 	d := os.NewFile(uintptr(dirfd), dir)
 	defer d.Close()
 	entries, err := d.ReadDir(-1)
@@ -133,31 +128,21 @@ func readTree(dirfd int, dir, prefix string, files map[string]File) error {
 			if err != nil {
 				return &os.PathError{Op: "open", Path: dir + "/" + e.Name(), Err: err}
 			}
-			if err := readTree(sub, dir+"/"+e.Name(), rel+"/", files); err != nil {
+			if err := statTree(sub, dir+"/"+e.Name(), rel+"/", files); err != nil {
 				return err
 			}
 		case e.Type().IsRegular():
-			fd, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return &os.PathError{Op: "open", Path: dir + "/" + e.Name(), Err: err}
+			var st unix.Stat_t
+			if err := unix.Fstatat(dirfd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return &os.PathError{Op: "stat", Path: dir + "/" + e.Name(), Err: err}
 			}
-			f := os.NewFile(uintptr(fd), dir+"/"+e.Name())
-			info, err := fstat(f)
-			if err == nil && !info.Regular {
-				err = fmt.Errorf("%s is not a regular file", f.Name())
+			if st.Mode&unix.S_IFMT != unix.S_IFREG {
+				return fmt.Errorf("%s/%s is not a regular file", dir, e.Name())
 			}
-			var content []byte
-			if err == nil {
-				content = make([]byte, info.Size)
-				var n int
-				n, err = readFull(f, content)
-				content = content[:n]
+			files[rel] = FileInfo{
+				UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size,
+				Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano(),
 			}
-			f.Close()
-			if err != nil {
-				return err
-			}
-			files[rel] = File{Info: info, Content: content}
 		default:
 			return fmt.Errorf("%s/%s is neither a regular file nor a directory", dir, e.Name())
 		}
