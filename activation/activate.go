@@ -111,18 +111,15 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	}
 	var reuse *reuser
 	if hasLive && previous != nil && previous.Generation == liveGen {
-		reuse = &reuser{identities: ids.Fingerprint(), prev: map[string]OutputState{}, live: live}
-		for _, o := range previous.Outputs {
-			reuse.prev[o.Name] = o
-		}
+		reuse = newReuser(previous, live, ids.Fingerprint())
 	}
-	values, sources, reused, wipe, err := secretValues(m, ids, reuse)
+	values, sources, stamps, reused, wipe, err := secretValues(m, ids, reuse, start)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe()
-	readBack := &liveReader{dir: store.Dir(liveGen), live: live}
-	defer readBack.wipe()
+	readBack := &liveReader{tree: ramfs.NewTreeReader(store.Dir(liveGen)), live: live}
+	defer readBack.close()
 	for name, token := range m.Placeholders {
 		if reused[name] && usedInTemplates(m, token) {
 			if values[name], err = readBack.content(name); err != nil {
@@ -221,7 +218,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	state := &State{
 		Generation: gen, ActivatedAt: start.UTC(), Manifest: opts.ManifestPath,
 		SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Identities: usedIdentities(ids, previous),
-		Outputs: outputStates(m, outputs, sources, written), Changes: plan.Changes, NewGen: plan.NewGeneration,
+		Outputs: outputStates(m, outputs, sources, stamps, written), Changes: plan.Changes, NewGen: plan.NewGeneration,
 	}
 	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
 	if err := writeState(m.MountPoint, state); err != nil {
@@ -264,7 +261,7 @@ func (e *LiveError) Unwrap() error { return e.Err }
 
 // resolveOutputs lists every output with numeric ownership, reporting all failures at once.
 func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]Output, error) {
-	var outputs []Output
+	outputs := make([]Output, 0, len(m.Secrets)+len(m.Templates))
 	var problems []string
 	for i := range m.Secrets {
 		s := &m.Secrets[i]
@@ -342,13 +339,13 @@ func readLive(dir string) (map[string]liveFile, error) {
 // liveReader reads files back from the live generation, each checked to be the very file
 // described when the activation began.
 type liveReader struct {
-	dir  string
+	tree *ramfs.TreeReader
 	live map[string]liveFile
 	read [][]byte
 }
 
 func (r *liveReader) content(name string) ([]byte, error) {
-	data, info, err := ramfs.ReadFile(r.dir, name)
+	data, info, err := r.tree.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("reading back the live %s: %w", name, err)
 	}
@@ -359,7 +356,9 @@ func (r *liveReader) content(name string) ([]byte, error) {
 	return data, nil
 }
 
-func (r *liveReader) wipe() {
+// close wipes what was read.
+func (r *liveReader) close() {
+	r.tree.Close()
 	for _, b := range r.read {
 		clear(b)
 	}
@@ -375,8 +374,11 @@ func usedInTemplates(m *manifest.Manifest, token string) bool {
 }
 
 func previousConsumers(st *State) map[string]units.Request {
-	consumers := map[string]units.Request{}
-	if st != nil {
+	if st == nil {
+		return nil
+	}
+	consumers := make(map[string]units.Request, len(st.Outputs))
+	{
 		for _, o := range st.Outputs {
 			consumers[o.Name] = units.Request{Restart: o.RestartUnits, Reload: o.ReloadUnits}
 		}
@@ -565,12 +567,12 @@ func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Opt
 	return nil
 }
 
-func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]string, written map[string]ramfs.FileInfo) []OutputState {
+func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]string, stamps map[string]InputStamp, written map[string]ramfs.FileInfo) []OutputState {
 	states := make([]OutputState, len(outputs))
 	for i, o := range outputs {
 		w := written[o.Name]
 		states[i] = OutputState{
-			Source: sources[o.Name], Ino: w.Ino, Ctime: w.Ctime,
+			Source: sources[o.Name], Input: stamps[o.File], Ino: w.Ino, Ctime: w.Ctime,
 			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
 			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: int(w.Size),
 			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,

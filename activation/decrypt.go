@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -59,46 +61,53 @@ type decryptedFile struct {
 	digest     [32]byte
 	// reused is set when every secret of the file is live from the same input: not decrypted.
 	reused bool
+	stamp  InputStamp
 }
 
 func (f *decryptedFile) wipe() {
 	clear(f.plaintext)
 }
 
-// decryptFiles decrypts every distinct file in parallel, one worker per core.
-func decryptFiles(paths []string, ids *identity.Set, skip func(path string, digest [32]byte) bool) map[string]*decryptedFile {
+// decryptFiles decrypts every distinct file in parallel, one worker per core. A file that r
+// finds unchanged, by its stamp and then its digest, is neither read nor decrypted.
+func decryptFiles(paths []string, ids *identity.Set, r *reuser, now time.Time) map[string]*decryptedFile {
 	results := make(map[string]*decryptedFile, len(paths))
 	for _, p := range paths {
 		results[p] = &decryptedFile{}
 	}
-	work := make(chan string)
+	// Workers take the next path from a counter: a channel's hand-offs cost more than
+	// checking a stamp does.
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	workers := min(runtime.NumCPU(), len(paths))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range work {
-				decryptFile(p, ids.Identities(), results[p], skip)
+	for range min(runtime.NumCPU(), len(paths)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(paths); i = int(next.Add(1)) - 1 {
+				decryptFile(paths[i], ids.Identities(), results[paths[i]], r, now)
 			}
-		}()
+		})
 	}
-	for _, p := range paths {
-		work <- p
-	}
-	close(work)
 	wg.Wait()
 	return results
 }
 
-func decryptFile(path string, ids []age.Identity, out *decryptedFile, skip func(string, [32]byte) bool) {
-	data, err := readInput(path)
+func decryptFile(path string, ids []age.Identity, out *decryptedFile, r *reuser, now time.Time) {
+	if r != nil {
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil {
+			if stamp, ok := r.stamps[path]; ok && stamp.matches(&st) && r.fileUnchanged(path, stamp.Digest) {
+				out.digest, out.stamp, out.reused = stamp.Digest, stamp, true
+				return
+			}
+		}
+	}
+	data, st, err := readInput(path)
 	if err != nil {
 		out.err = err
 		return
 	}
 	out.digest = sha256.Sum256(data)
-	if skip != nil && skip(path, out.digest) {
+	out.stamp = stampOf(path, st, out.digest, now)
+	if r != nil && r.fileUnchanged(path, out.digest) {
 		out.reused = true
 		return
 	}
@@ -153,20 +162,21 @@ func decryptAge(data []byte, ids []age.Identity) ([]byte, error) {
 	return plaintext, nil
 }
 
-// readInput reads an encrypted file whole. It costs four syscalls where os.ReadFile spends six,
-// which shows when a host has a thousand of them: a short read of a regular file is its end.
-func readInput(path string) ([]byte, error) {
+// readInput reads an encrypted file whole, and says what fstat said of it. It costs four
+// syscalls where os.ReadFile spends six, which shows when a host has a thousand of them: a short
+// read of a regular file is its end.
+func readInput(path string) ([]byte, *unix.Stat_t, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+		return nil, nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	// One byte more than the size, so that a file that grew since is still read whole.
 	buf := make([]byte, max(st.Size+1, 512))
@@ -177,11 +187,11 @@ func readInput(path string) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+			return nil, nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		total += n
 		if n == 0 || total < len(buf) {
-			return buf[:total], nil
+			return buf[:total], &st, nil
 		}
 		buf = append(buf, make([]byte, len(buf))...)
 	}
@@ -218,11 +228,11 @@ func (f *decryptedFile) value(s *manifest.Secret) ([]byte, error) {
 // sourceID names what a secret is taken from: the encrypted file's bytes, format and key, and
 // the host's identities — a host whose key changed must prove it can still decrypt.
 func sourceID(digest [32]byte, s *manifest.Secret, identities string) string {
-	h := sha256.New()
-	h.Write(digest[:])
-	h.Write([]byte(identities))
-	h.Write([]byte("\x00" + s.Format + "\x00" + s.Key))
-	return hex.EncodeToString(h.Sum(nil))
+	var buf [512]byte
+	b := append(append(buf[:0], digest[:]...), identities...)
+	b = append(append(append(append(b, 0), s.Format...), 0), s.Key...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // reuser finds secrets whose input is unchanged since they were written to the live generation
@@ -231,6 +241,32 @@ type reuser struct {
 	identities string
 	prev       map[string]OutputState
 	live       map[string]liveFile
+	// stamps are the encrypted files as last read, by path.
+	stamps map[string]InputStamp
+	// secretsOf lists the secrets taken from each file.
+	secretsOf map[string][]*manifest.Secret
+}
+
+func newReuser(previous *State, live map[string]liveFile, identities string) *reuser {
+	r := &reuser{identities: identities, prev: make(map[string]OutputState, len(previous.Outputs)), live: live,
+		stamps: make(map[string]InputStamp, len(previous.Outputs))}
+	for _, o := range previous.Outputs {
+		r.prev[o.Name] = o
+		if o.Input.File != "" {
+			r.stamps[o.Input.File] = o.Input
+		}
+	}
+	return r
+}
+
+// fileUnchanged tells whether every secret taken from path is live from the same input.
+func (r *reuser) fileUnchanged(path string, digest [32]byte) bool {
+	for _, s := range r.secretsOf[path] {
+		if !r.unchanged(s, digest) {
+			return false
+		}
+	}
+	return true
 }
 
 // unchanged tells whether s's live file holds what decrypting its input would give again.
@@ -248,30 +284,20 @@ func (r *reuser) unchanged(s *manifest.Secret, digest [32]byte) bool {
 
 // A secret whose live file is unchanged (see reuser) gets no value: it is listed in reused, and
 // its content is read back from the live generation only if it is needed.
-func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser) (values map[string][]byte, sources map[string]string, reused map[string]bool, wipe func(), err error) {
+func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.Time) (values map[string][]byte, sources map[string]string, stamps map[string]InputStamp, reused map[string]bool, wipe func(), err error) {
 	var paths []string
-	users := map[string][]string{}
-	secretsOf := map[string][]*manifest.Secret{}
+	secretsOf := make(map[string][]*manifest.Secret, len(m.Secrets))
 	for i := range m.Secrets {
 		s := &m.Secrets[i]
-		if _, seen := users[s.File]; !seen {
+		if _, seen := secretsOf[s.File]; !seen {
 			paths = append(paths, s.File)
 		}
-		users[s.File] = append(users[s.File], s.Name)
 		secretsOf[s.File] = append(secretsOf[s.File], s)
 	}
-	var skip func(string, [32]byte) bool
 	if r != nil {
-		skip = func(path string, digest [32]byte) bool {
-			for _, s := range secretsOf[path] {
-				if !r.unchanged(s, digest) {
-					return false
-				}
-			}
-			return true
-		}
+		r.secretsOf = secretsOf
 	}
-	files := decryptFiles(paths, ids, skip)
+	files := decryptFiles(paths, ids, r, now)
 	wipe = func() {
 		for _, f := range files {
 			f.wipe()
@@ -280,17 +306,17 @@ func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser) (values ma
 	var problems []string
 	for _, p := range paths {
 		if err := files[p].err; err != nil {
-			names := users[p]
-			who := fmt.Sprintf("secret %q", names[0])
-			if len(names) > 1 {
-				who += fmt.Sprintf(" (and %d more from the same file)", len(names)-1)
+			users := secretsOf[p]
+			who := fmt.Sprintf("secret %q", users[0].Name)
+			if len(users) > 1 {
+				who += fmt.Sprintf(" (and %d more from the same file)", len(users)-1)
 			}
 			problems = append(problems, fmt.Sprintf("%s: file %s: %v", who, p, err))
 		}
 	}
 	values = make(map[string][]byte, len(m.Secrets))
 	sources = make(map[string]string, len(m.Secrets))
-	reused = map[string]bool{}
+	reused = make(map[string]bool, len(m.Secrets))
 	fingerprint := ids.Fingerprint()
 	if len(problems) == 0 {
 		for i := range m.Secrets {
@@ -312,9 +338,13 @@ func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser) (values ma
 	if len(problems) > 0 {
 		wipe()
 		sort.Strings(problems)
-		return nil, nil, nil, func() {}, errors.New(strings.Join(problems, "\n"))
+		return nil, nil, nil, nil, func() {}, errors.New(strings.Join(problems, "\n"))
 	}
-	return values, sources, reused, wipe, nil
+	stamps = make(map[string]InputStamp, len(paths))
+	for _, p := range paths {
+		stamps[p] = files[p].stamp
+	}
+	return values, sources, stamps, reused, wipe, nil
 }
 
 // CheckFile verifies without decrypting that a secret's file exists, is an encrypted file of a

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secretd/secretd/activation"
 	"github.com/secretd/secretd/internal/interop"
@@ -97,5 +98,48 @@ func TestReusedSecretsCarriedIntoNewGenerations(t *testing.T) {
 	f.expectFile("rendered/app.conf", []byte("b=bravo-value a=alpha-value\n"), 0, 0, 0o400)
 	if st := activation.ReadStatus(f.mountPoint); !st.Healthy {
 		t.Fatal(st.Problems)
+	}
+}
+
+// An encrypted file whose stat is unchanged since it was read is taken as unchanged without
+// being read; one changed since, even to the same size, is read and decrypted again.
+func TestInputStampsSkipReading(t *testing.T) {
+	f := newFixture(t)
+	file := f.encrypt("a", []byte("alpha-value-1"))
+	s := manifest.Secret{Name: "a", File: file}
+	// Files written by the fixture are seconds old at most; activations that see them from a
+	// minute later record their stamps.
+	later := activation.Options{Now: func() time.Time { return time.Now().Add(time.Minute) }}
+	f.mustActivate(f.manifest(s), later)
+	stamped := func() bool {
+		t.Helper()
+		st, err := activation.ReadPrevious(f.mountPoint)
+		if err != nil || st == nil || len(st.Outputs) != 1 {
+			t.Fatalf("state: %v %v", st, err)
+		}
+		return st.Outputs[0].Input.File == file
+	}
+	if !stamped() {
+		t.Fatal("no stamp recorded for an input a minute old")
+	}
+
+	if plan := f.mustActivate(f.manifest(s), later); plan.NewGeneration {
+		t.Fatalf("changes %+v", plan.Changes)
+	}
+
+	// New content of the same size: a new stat, so read, decrypted and written.
+	f.encrypt("a", []byte("alpha-value-2"))
+	plan := f.mustActivate(f.manifest(s), later)
+	if len(plan.Changes) != 1 || !plan.Changes[0].Content {
+		t.Fatalf("changes %+v, want the new content", plan.Changes)
+	}
+	f.expectFile("a", []byte("alpha-value-2"), 0, 0, 0o400)
+
+	// Seen from now, the file changed too recently for its stat to be trusted later.
+	f.encrypt("a", []byte("alpha-value-3"))
+	f.mustActivate(f.manifest(s), activation.Options{})
+	f.expectFile("a", []byte("alpha-value-3"), 0, 0, 0o400)
+	if stamped() {
+		t.Fatal("a stamp recorded for a file changed within the racy window")
 	}
 }

@@ -111,7 +111,7 @@ func TestNoPlaintextOutsideTheRamfs(t *testing.T) {
 	status.Print(&printed)
 	statusJSON, _ := json.Marshal(status)
 	state, _ := os.ReadFile(filepath.Join(f.mountPoint, activation.StateFile))
-	record, _ := os.ReadFile(filepath.Join(f.mountPoint, "state.gob"))
+	record, _ := os.ReadFile(filepath.Join(f.mountPoint, "state.record"))
 	if len(record) == 0 {
 		t.Error("no compact state record written")
 	}

@@ -2,7 +2,6 @@ package activation
 
 import (
 	"bytes"
-	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/units"
@@ -57,6 +58,39 @@ type OutputState struct {
 	Ctime        int64    `json:"ctime,omitempty"`
 	RestartUnits []string `json:"restartUnits,omitempty"`
 	ReloadUnits  []string `json:"reloadUnits,omitempty"`
+	// Input is kept in the compact record only: it is for the next activation, not operators.
+	Input InputStamp `json:"-"`
+}
+
+// InputStamp is an encrypted file as it was read: where it is, what stat said of it, and the
+// SHA-256 of its bytes. A file whose stat is the same again need not be read and hashed again,
+// which on a host of a thousand secrets is most of a re-activation.
+type InputStamp struct {
+	File               string
+	Dev, Ino           uint64
+	Size, Mtime, Ctime int64
+	Digest             [32]byte
+}
+
+// racyWindow is how recent a file's change may be for its stamp to be recorded: timestamps
+// are coarse, so a file rewritten within the same tick, at the same size and in place, would
+// keep its stamp. A file changed this recently is read again next time.
+const racyWindow = 2 * time.Second
+
+// stampOf describes a file read at now; it is the zero stamp if the file changed too recently
+// for its stat to be trusted later.
+func stampOf(file string, st *unix.Stat_t, digest [32]byte, now time.Time) InputStamp {
+	changed := max(st.Mtim.Nano(), st.Ctim.Nano())
+	if now.UnixNano()-changed < int64(racyWindow) {
+		return InputStamp{}
+	}
+	return InputStamp{File: file, Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Digest: digest}
+}
+
+// matches tells whether st describes the very file the stamp was taken of.
+func (s InputStamp) matches(st *unix.Stat_t) bool {
+	return s.File != "" && s.Dev == st.Dev && s.Ino == st.Ino && s.Size == st.Size &&
+		s.Mtime == st.Mtim.Nano() && s.Ctime == st.Ctim.Nano()
 }
 
 // ReadState reads the state recorded under mountPoint. A missing file gives (nil, nil).
@@ -78,36 +112,31 @@ func ReadState(mountPoint string) (*State, error) {
 	return &st, nil
 }
 
-// recordFile holds the state again, in the form the next activation reads: decoding a thousand
-// outputs from JSON takes milliseconds of every boot, from gob a tenth of that. StateFile stays
-// the record operators and `secretd status` read.
-const recordFile = "state.gob"
+// recordFile holds the compact record of the state (see encodeRecord).
+const recordFile = "state.record"
 
-// writeState replaces the state file and its compact copy atomically, readable by root only.
+// writeState replaces the state file and its compact record atomically, readable by root only.
 func writeState(mountPoint string, st *State) error {
 	st.Version = stateVersion
-	data, err := json.Marshal(st)
-	if err != nil {
+	// Sized for the usual few hundred bytes an output, so that the encoder does not grow its
+	// buffer over and over: fresh memory costs a page fault a page.
+	buf := bytes.NewBuffer(make([]byte, 0, 1024+384*len(st.Outputs)))
+	if err := json.NewEncoder(buf).Encode(st); err != nil {
 		return err
 	}
-	if err := replaceFile(mountPoint, StateFile, data); err != nil {
+	if err := replaceFile(mountPoint, StateFile, buf.Bytes()); err != nil {
 		return err
 	}
-	var record bytes.Buffer
-	if err := gob.NewEncoder(&record).Encode(st); err != nil {
-		return err
-	}
-	return replaceFile(mountPoint, recordFile, record.Bytes())
+	return replaceFile(mountPoint, recordFile, encodeRecord(st))
 }
 
-// readPrevious reads what the last activation recorded, from its compact copy when that is
+// readPrevious reads what the last activation recorded, from its compact record when that is
 // readable, else from the state file (as an older secretd wrote it).
 func readPrevious(mountPoint string) (*State, error) {
 	data, err := os.ReadFile(filepath.Join(mountPoint, recordFile))
 	if err == nil {
-		var st State
-		if gob.NewDecoder(bytes.NewReader(data)).Decode(&st) == nil && st.Version == stateVersion {
-			return &st, nil
+		if st, err := decodeRecord(data); err == nil && st.Version == stateVersion {
+			return st, nil
 		}
 	}
 	return ReadState(mountPoint)

