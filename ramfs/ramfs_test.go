@@ -3,6 +3,7 @@ package ramfs_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,5 +264,28 @@ func TestTreeReader(t *testing.T) {
 		if got, _, err := r.ReadFile(name); err == nil || len(got) > 0 {
 			t.Errorf("%s: read %d bytes, err %v; want a refusal", name, len(got), err)
 		}
+	}
+}
+
+// A directory large enough to be described by several workers is described whole, and a
+// symlink among its files is refused however the files are split.
+func TestStatTreeLargeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 1000 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("s%d", i)), make([]byte, i), 0o400)
+	}
+	files, err := ramfs.StatTree(dir)
+	if err != nil || len(files) != 1000 {
+		t.Fatalf("%d files, %v", len(files), err)
+	}
+	for i := range 1000 {
+		if f := files[fmt.Sprintf("s%d", i)]; f.Size != int64(i) || !f.Regular || f.Mode != 0o400 {
+			t.Fatalf("s%d: %+v", i, f)
+		}
+	}
+	os.Remove(filepath.Join(dir, "s777"))
+	os.Symlink("/etc/hostname", filepath.Join(dir, "s777"))
+	if _, err := ramfs.StatTree(dir); err == nil || !strings.Contains(err.Error(), "s777") {
+		t.Fatalf("error %v, want one naming the symlink", err)
 	}
 }

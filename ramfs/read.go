@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -179,32 +181,74 @@ func statTree(dirfd int, dir, prefix string, files map[string]FileInfo) error {
 	if err != nil {
 		return err
 	}
+	var regular []string
 	for _, e := range entries {
-		rel := prefix + e.Name()
 		switch {
 		case e.IsDir():
 			sub, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return &os.PathError{Op: "open", Path: dir + "/" + e.Name(), Err: err}
 			}
-			if err := statTree(sub, dir+"/"+e.Name(), rel+"/", files); err != nil {
+			if err := statTree(sub, dir+"/"+e.Name(), prefix+e.Name()+"/", files); err != nil {
 				return err
 			}
 		case e.Type().IsRegular():
-			var st unix.Stat_t
-			if err := unix.Fstatat(dirfd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return &os.PathError{Op: "stat", Path: dir + "/" + e.Name(), Err: err}
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFREG {
-				return fmt.Errorf("%s/%s is not a regular file", dir, e.Name())
-			}
-			files[rel] = FileInfo{
-				UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size,
-				Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano(),
-			}
+			regular = append(regular, e.Name())
 		default:
 			return fmt.Errorf("%s/%s is neither a regular file nor a directory", dir, e.Name())
 		}
 	}
+	infos, err := statAll(dirfd, dir, regular)
+	if err != nil {
+		return err
+	}
+	for i, name := range regular {
+		files[prefix+name] = infos[i]
+	}
 	return nil
+}
+
+// statAll describes the regular files names in dirfd, spread over the cores when there are many:
+// a generation's directory may hold thousands, and a stat costs microseconds in the kernel.
+func statAll(dirfd int, dir string, names []string) ([]FileInfo, error) {
+	infos := make([]FileInfo, len(names))
+	errs := make([]error, len(names))
+	stat := func(i int) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, names[i], &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			errs[i] = &os.PathError{Op: "stat", Path: dir + "/" + names[i], Err: err}
+			return
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			errs[i] = fmt.Errorf("%s/%s is not a regular file", dir, names[i])
+			return
+		}
+		infos[i] = FileInfo{
+			UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size,
+			Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano(),
+		}
+	}
+	const perWorker = 256
+	workers := min(runtime.NumCPU(), (len(names)+perWorker-1)/perWorker)
+	if workers <= 1 {
+		for i := range names {
+			stat(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(names); i += workers {
+					stat(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return infos, nil
 }
