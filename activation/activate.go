@@ -111,7 +111,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	}
 	var reuse *reuser
 	if hasLive && previous != nil && previous.Generation == liveGen {
-		reuse = newReuser(previous, live, ids.Fingerprint())
+		reuse = newReuser(previous, live)
 	}
 	values, sources, stamps, reused, wipe, err := secretValues(m, ids, reuse, start)
 	if err != nil {

@@ -62,6 +62,38 @@ type decryptedFile struct {
 	// reused is set when every secret of the file is live from the same input: not decrypted.
 	reused bool
 	stamp  InputStamp
+	// sources are the sourceIDs of the secrets taken from the file, in inputSet order.
+	sources []string
+}
+
+// inputSet is the encrypted files of a manifest, each with the secrets taken from it.
+type inputSet struct {
+	paths     []string
+	secretsOf map[string][]*manifest.Secret
+	// identities is the fingerprint of the host's identities, part of every sourceID.
+	identities string
+}
+
+func newInputSet(m *manifest.Manifest, identities string) *inputSet {
+	in := &inputSet{secretsOf: make(map[string][]*manifest.Secret, len(m.Secrets)), identities: identities}
+	for i := range m.Secrets {
+		s := &m.Secrets[i]
+		if _, seen := in.secretsOf[s.File]; !seen {
+			in.paths = append(in.paths, s.File)
+		}
+		in.secretsOf[s.File] = append(in.secretsOf[s.File], s)
+	}
+	return in
+}
+
+// sources names, for each secret taken from path, what it is taken from.
+func (in *inputSet) sources(path string, digest [32]byte) []string {
+	secrets := in.secretsOf[path]
+	ids := make([]string, len(secrets))
+	for i, s := range secrets {
+		ids[i] = sourceID(digest, s, in.identities)
+	}
+	return ids
 }
 
 func (f *decryptedFile) wipe() {
@@ -70,19 +102,20 @@ func (f *decryptedFile) wipe() {
 
 // decryptFiles decrypts every distinct file in parallel, one worker per core. A file that r
 // finds unchanged, by its stamp and then its digest, is neither read nor decrypted.
-func decryptFiles(paths []string, ids *identity.Set, r *reuser, now time.Time) map[string]*decryptedFile {
-	results := make(map[string]*decryptedFile, len(paths))
-	for _, p := range paths {
+func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map[string]*decryptedFile {
+	results := make(map[string]*decryptedFile, len(in.paths))
+	for _, p := range in.paths {
 		results[p] = &decryptedFile{}
 	}
 	// Workers take the next path from a counter: a channel's hand-offs cost more than
 	// checking a stamp does.
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.NumCPU(), len(paths)) {
+	for range min(runtime.NumCPU(), len(in.paths)) {
 		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(paths); i = int(next.Add(1)) - 1 {
-				decryptFile(paths[i], ids.Identities(), results[paths[i]], r, now)
+			for i := int(next.Add(1)) - 1; i < len(in.paths); i = int(next.Add(1)) - 1 {
+				p := in.paths[i]
+				decryptFile(p, in, ids.Identities(), results[p], r, now)
 			}
 		})
 	}
@@ -90,13 +123,16 @@ func decryptFiles(paths []string, ids *identity.Set, r *reuser, now time.Time) m
 	return results
 }
 
-func decryptFile(path string, ids []age.Identity, out *decryptedFile, r *reuser, now time.Time) {
+func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFile, r *reuser, now time.Time) {
 	if r != nil {
 		var st unix.Stat_t
 		if unix.Stat(path, &st) == nil {
-			if stamp, ok := r.stamps[path]; ok && stamp.matches(&st) && r.fileUnchanged(path, stamp.Digest) {
-				out.digest, out.stamp, out.reused = stamp.Digest, stamp, true
-				return
+			if stamp, ok := r.stamps[path]; ok && stamp.matches(&st) {
+				sources := in.sources(path, stamp.Digest)
+				if r.unchanged(in.secretsOf[path], sources) {
+					out.digest, out.stamp, out.sources, out.reused = stamp.Digest, stamp, sources, true
+					return
+				}
 			}
 		}
 	}
@@ -107,7 +143,8 @@ func decryptFile(path string, ids []age.Identity, out *decryptedFile, r *reuser,
 	}
 	out.digest = sha256.Sum256(data)
 	out.stamp = stampOf(path, st, out.digest, now)
-	if r != nil && r.fileUnchanged(path, out.digest) {
+	out.sources = in.sources(path, out.digest)
+	if r != nil && r.unchanged(in.secretsOf[path], out.sources) {
 		out.reused = true
 		return
 	}
@@ -223,8 +260,6 @@ func (f *decryptedFile) value(s *manifest.Secret) ([]byte, error) {
 	return doc.Value(s.Key)
 }
 
-// secretValues decrypts every secret of m. It fails with every failing secret named, each with
-// its file, and returns nothing in that case.
 // sourceID names what a secret is taken from: the encrypted file's bytes, format and key, and
 // the host's identities — a host whose key changed must prove it can still decrypt.
 func sourceID(digest [32]byte, s *manifest.Secret, identities string) string {
@@ -238,19 +273,17 @@ func sourceID(digest [32]byte, s *manifest.Secret, identities string) string {
 // reuser finds secrets whose input is unchanged since they were written to the live generation
 // and whose live file is still the one written then.
 type reuser struct {
-	identities string
-	prev       map[string]OutputState
-	live       map[string]liveFile
+	prev map[string]*OutputState
+	live map[string]liveFile
 	// stamps are the encrypted files as last read, by path.
 	stamps map[string]InputStamp
-	// secretsOf lists the secrets taken from each file.
-	secretsOf map[string][]*manifest.Secret
 }
 
-func newReuser(previous *State, live map[string]liveFile, identities string) *reuser {
-	r := &reuser{identities: identities, prev: make(map[string]OutputState, len(previous.Outputs)), live: live,
+func newReuser(previous *State, live map[string]liveFile) *reuser {
+	r := &reuser{prev: make(map[string]*OutputState, len(previous.Outputs)), live: live,
 		stamps: make(map[string]InputStamp, len(previous.Outputs))}
-	for _, o := range previous.Outputs {
+	for i := range previous.Outputs {
+		o := &previous.Outputs[i]
 		r.prev[o.Name] = o
 		if o.Input.File != "" {
 			r.stamps[o.Input.File] = o.Input
@@ -259,54 +292,39 @@ func newReuser(previous *State, live map[string]liveFile, identities string) *re
 	return r
 }
 
-// fileUnchanged tells whether every secret taken from path is live from the same input.
-func (r *reuser) fileUnchanged(path string, digest [32]byte) bool {
-	for _, s := range r.secretsOf[path] {
-		if !r.unchanged(s, digest) {
+// unchanged tells whether every one of secrets, taken from sources, has its live file holding
+// what decrypting its input would give again.
+func (r *reuser) unchanged(secrets []*manifest.Secret, sources []string) bool {
+	for i, s := range secrets {
+		p, ok := r.prev[s.Name]
+		if !ok || p.Kind != KindSecret || p.Ino == 0 || p.Source != sources[i] {
+			return false
+		}
+		l, ok := r.live[s.Name]
+		if !ok || l.info.Ino != p.Ino || l.info.Ctime != p.Ctime || int(l.info.Size) != p.Size {
 			return false
 		}
 	}
 	return true
 }
 
-// unchanged tells whether s's live file holds what decrypting its input would give again.
-func (r *reuser) unchanged(s *manifest.Secret, digest [32]byte) bool {
-	if r == nil {
-		return false
-	}
-	p, ok := r.prev[s.Name]
-	if !ok || p.Kind != KindSecret || p.Ino == 0 || p.Source != sourceID(digest, s, r.identities) {
-		return false
-	}
-	l, ok := r.live[s.Name]
-	return ok && l.info.Ino == p.Ino && l.info.Ctime == p.Ctime && int(l.info.Size) == p.Size
-}
-
+// secretValues decrypts every secret of m. It fails with every failing secret named, each with
+// its file, and returns nothing in that case.
+//
 // A secret whose live file is unchanged (see reuser) gets no value: it is listed in reused, and
 // its content is read back from the live generation only if it is needed.
 func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.Time) (values map[string][]byte, sources map[string]string, stamps map[string]InputStamp, reused map[string]bool, wipe func(), err error) {
-	var paths []string
-	secretsOf := make(map[string][]*manifest.Secret, len(m.Secrets))
-	for i := range m.Secrets {
-		s := &m.Secrets[i]
-		if _, seen := secretsOf[s.File]; !seen {
-			paths = append(paths, s.File)
-		}
-		secretsOf[s.File] = append(secretsOf[s.File], s)
-	}
-	if r != nil {
-		r.secretsOf = secretsOf
-	}
-	files := decryptFiles(paths, ids, r, now)
+	in := newInputSet(m, ids.Fingerprint())
+	files := decryptFiles(in, ids, r, now)
 	wipe = func() {
 		for _, f := range files {
 			f.wipe()
 		}
 	}
 	var problems []string
-	for _, p := range paths {
+	for _, p := range in.paths {
 		if err := files[p].err; err != nil {
-			users := secretsOf[p]
+			users := in.secretsOf[p]
 			who := fmt.Sprintf("secret %q", users[0].Name)
 			if len(users) > 1 {
 				who += fmt.Sprintf(" (and %d more from the same file)", len(users)-1)
@@ -317,22 +335,22 @@ func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.T
 	values = make(map[string][]byte, len(m.Secrets))
 	sources = make(map[string]string, len(m.Secrets))
 	reused = make(map[string]bool, len(m.Secrets))
-	fingerprint := ids.Fingerprint()
 	if len(problems) == 0 {
-		for i := range m.Secrets {
-			s := &m.Secrets[i]
-			f := files[s.File]
-			sources[s.Name] = sourceID(f.digest, s, fingerprint)
-			if f.reused {
-				reused[s.Name] = true
-				continue
+		for _, p := range in.paths {
+			f := files[p]
+			for i, s := range in.secretsOf[p] {
+				sources[s.Name] = f.sources[i]
+				if f.reused {
+					reused[s.Name] = true
+					continue
+				}
+				v, err := f.value(s)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("secret %q: file %s: %v", s.Name, s.File, err))
+					continue
+				}
+				values[s.Name] = v
 			}
-			v, err := f.value(s)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("secret %q: file %s: %v", s.Name, s.File, err))
-				continue
-			}
-			values[s.Name] = v
 		}
 	}
 	if len(problems) > 0 {
@@ -340,8 +358,8 @@ func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.T
 		sort.Strings(problems)
 		return nil, nil, nil, nil, func() {}, errors.New(strings.Join(problems, "\n"))
 	}
-	stamps = make(map[string]InputStamp, len(paths))
-	for _, p := range paths {
+	stamps = make(map[string]InputStamp, len(in.paths))
+	for _, p := range in.paths {
 		stamps[p] = files[p].stamp
 	}
 	return values, sources, stamps, reused, wipe, nil

@@ -74,23 +74,22 @@ func TestMatchingStampIsNotRead(t *testing.T) {
 	digest := [32]byte{1, 2, 3}
 	s := &manifest.Secret{Name: "a", File: dir, Format: manifest.FormatBinary}
 	stamp := InputStamp{File: dir, Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Digest: digest}
+	in := &inputSet{paths: []string{dir}, secretsOf: map[string][]*manifest.Secret{dir: {s}}, identities: "ids"}
 	reuserWith := func(stamp InputStamp) *reuser {
 		return &reuser{
-			identities: "ids",
-			prev:       map[string]OutputState{"a": {Name: "a", Kind: KindSecret, Source: sourceID(digest, s, "ids"), Ino: 7, Ctime: 8, Size: 3}},
-			live:       map[string]liveFile{"a": {kind: KindSecret, info: ramfs.FileInfo{Ino: 7, Ctime: 8, Size: 3, Regular: true}}},
-			stamps:     map[string]InputStamp{dir: stamp},
-			secretsOf:  map[string][]*manifest.Secret{dir: {s}},
+			prev:   map[string]*OutputState{"a": {Name: "a", Kind: KindSecret, Source: sourceID(digest, s, "ids"), Ino: 7, Ctime: 8, Size: 3}},
+			live:   map[string]liveFile{"a": {kind: KindSecret, info: ramfs.FileInfo{Ino: 7, Ctime: 8, Size: 3, Regular: true}}},
+			stamps: map[string]InputStamp{dir: stamp},
 		}
 	}
 	var out decryptedFile
-	decryptFile(dir, nil, &out, reuserWith(stamp), time.Now())
+	decryptFile(dir, in, nil, &out, reuserWith(stamp), time.Now())
 	if out.err != nil || !out.reused || out.digest != digest || out.stamp != stamp {
 		t.Fatalf("matching stamp: err %v, reused %v, stamp kept %v", out.err, out.reused, out.stamp == stamp)
 	}
 	stamp.Ctime++
 	out = decryptedFile{}
-	decryptFile(dir, nil, &out, reuserWith(stamp), time.Now())
+	decryptFile(dir, in, nil, &out, reuserWith(stamp), time.Now())
 	if out.err == nil || out.reused {
 		t.Fatalf("stale stamp: err %v, reused %v; want the directory read, and refused", out.err, out.reused)
 	}
