@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -138,11 +139,14 @@ type Builder struct {
 	n     int
 	tmp   string
 	root  int
-	dirs  map[string]int
+	// mu guards dirs and Written: files may be written from several goroutines.
+	mu   sync.Mutex
+	dirs map[string]int
 	// uid and gid own a file as created: the process's, in directories without the setgid bit.
 	uid, gid int
 	umask    int
-	// Written describes every file written, as it was once complete.
+	// Written describes every file written, as it was once complete. Read it only once the
+	// writes are done.
 	Written map[string]FileInfo
 }
 
@@ -178,8 +182,12 @@ func (b *Builder) Generation() int { return b.n }
 // read what is written later. A file the kernel already gives its final owner is created with
 // its final mode when the umask leaves that whole, saving two syscalls a file, which shows on a
 // host with a thousand secrets. The fstat taken after writing checks the result either way.
+//
+// WriteFile may be called from several goroutines at once.
 func (b *Builder) WriteFile(name string, uid, gid int, mode uint32, content []byte) error {
+	b.mu.Lock()
 	dirfd, err := b.dir(filepath.Dir(name))
+	b.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -222,7 +230,9 @@ func (b *Builder) WriteFile(name string, uid, gid int, mode uint32, content []by
 	if int(st.Uid) != uid || int(st.Gid) != gid || st.Mode&0o7777 != mode {
 		return fmt.Errorf("%s was written as %d:%d %04o, not %d:%d %04o", name, st.Uid, st.Gid, st.Mode&0o7777, uid, gid, mode)
 	}
+	b.mu.Lock()
 	b.Written[name] = FileInfo{UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size, Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano()}
+	b.mu.Unlock()
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -287,5 +288,43 @@ func TestStatTreeLargeDirectory(t *testing.T) {
 	os.Symlink("/etc/hostname", filepath.Join(dir, "s777"))
 	if _, err := ramfs.StatTree(dir); err == nil || !strings.Contains(err.Error(), "s777") {
 		t.Fatalf("error %v, want one naming the symlink", err)
+	}
+}
+
+// A generation written from several goroutines at once holds every file, as declared.
+func TestBuilderConcurrentWrites(t *testing.T) {
+	root := t.TempDir()
+	b, err := ramfs.Store{Root: root}.Begin(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 400)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < len(errs); i += 4 {
+				errs[i] = b.WriteFile(fmt.Sprintf("d%d/s%d", i%5, i), 65534, 65534, 0o440, fmt.Appendf(nil, "value-%d", i))
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+	}
+	if len(b.Written) != len(errs) {
+		t.Fatalf("%d files recorded, want %d", len(b.Written), len(errs))
+	}
+	dir, err := b.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range errs {
+		name := fmt.Sprintf("d%d/s%d", i%5, i)
+		got, info, err := ramfs.ReadFile(dir, name)
+		if err != nil || string(got) != fmt.Sprintf("value-%d", i) || info.UID != 65534 || info.Mode != 0o440 || b.Written[name].Ino != info.Ino {
+			t.Fatalf("%s: %q %+v %v", name, got, info, err)
+		}
 	}
 }
