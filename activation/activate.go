@@ -148,7 +148,8 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	plan.computeChanges(live, previousConsumers(previous))
 	if plan.NewGeneration && !opts.DryRun {
 		for i := range outputs {
-			if o := &outputs[i]; o.unchanged {
+			// Those a template needed were read already.
+			if o := &outputs[i]; o.unchanged && o.content == nil {
 				if o.content, err = readBack.content(o.Name); err != nil {
 					return nil, err
 				}
