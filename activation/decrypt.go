@@ -21,6 +21,7 @@ import (
 
 	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/manifest"
+	"github.com/secretd/secretd/ramfs"
 	"github.com/secretd/secretd/sops"
 	"github.com/secretd/secretd/structured"
 )
@@ -199,39 +200,14 @@ func decryptAge(data []byte, ids []age.Identity) ([]byte, error) {
 	return plaintext, nil
 }
 
-// readInput reads an encrypted file whole, and says what fstat said of it. It costs four
-// syscalls where os.ReadFile spends six, which shows when a host has a thousand of them: a short
-// read of a regular file is its end.
+// readInput reads an encrypted file whole, following symlinks as a store path may hold them.
 func readInput(path string) ([]byte, *unix.Stat_t, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, nil, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	// One byte more than the size, so that a file that grew since is still read whole.
-	buf := make([]byte, max(st.Size+1, 512))
-	total := 0
-	for {
-		n, err := unix.Read(fd, buf[total:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		total += n
-		if n == 0 || total < len(buf) {
-			return buf[:total], &st, nil
-		}
-		buf = append(buf, make([]byte, len(buf))...)
-	}
+	return ramfs.ReadWhole(fd, path)
 }
 
 // value extracts one secret's content from its decrypted file.

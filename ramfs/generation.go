@@ -231,7 +231,7 @@ func (b *Builder) WriteFile(name string, uid, gid int, mode uint32, content []by
 		return fmt.Errorf("%s was written as %d:%d %04o, not %d:%d %04o", name, st.Uid, st.Gid, st.Mode&0o7777, uid, gid, mode)
 	}
 	b.mu.Lock()
-	b.Written[name] = FileInfo{UID: int(st.Uid), GID: int(st.Gid), Mode: st.Mode & 0o7777, Size: st.Size, Regular: true, Ino: st.Ino, Ctime: st.Ctim.Nano()}
+	b.Written[name] = infoOf(&st)
 	b.mu.Unlock()
 	return nil
 }
