@@ -20,23 +20,9 @@ let
     else
       import nixpkgsLib;
 
-  pkgs = {
-    secretd = {
-      type = "derivation";
-      name = "secretd";
-      outPath = "/usr/local";
-    };
-    writeText = name: text: {
-      type = "derivation";
-      inherit name text;
-      outPath = "/nix/store/00000000000000000000000000000000-${name}";
-    };
-    runCommand = name: env: buildCommand: {
-      type = "derivation";
-      inherit name env buildCommand;
-      outPath = "/etc/secretd/${lib.removePrefix "secretd-" name}";
-    };
-  };
+  pkgs = import ./stub-pkgs.nix { inherit lib; };
+  facts = import ./compat-facts.nix { inherit lib; };
+  compatConfigs = import ./compat-configs.nix;
 
   renderUnit = import ./render-unit.nix { inherit lib; };
 
@@ -443,6 +429,28 @@ let
       ];
     }).config;
 
+  # A configuration of compat-configs.nix through secretd's compatibility module for its tool.
+  compatModules = {
+    sops = ../compat/sops.nix;
+    agenix = ../compat/agenix.nix;
+  };
+  compatReport =
+    c:
+    let
+      config = evaluate {
+        imports = [
+          compatModules.${c.tool}
+          c.config
+        ];
+      };
+    in
+    {
+      inherit (c) tool;
+      failedAssertions = failedAssertions config;
+      inherit (config) warnings;
+    }
+    // facts.secretd config;
+
   failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 
   report =
@@ -487,10 +495,13 @@ else if badCases ? ${case} then
     inherit (badCases.${case}) expect;
     failedAssertions = failedAssertions (evaluate badCases.${case}.config);
   }
+else if lib.hasPrefix "compat:" case then
+  compatReport compatConfigs.${lib.removePrefix "compat:" case}
 else if case == "list" then
   {
     good = lib.attrNames cases;
     bad = lib.attrNames badCases;
+    compat = lib.attrNames compatConfigs;
   }
 else
   throw "unknown case ${case}"
