@@ -1,0 +1,151 @@
+package nixos_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// compatFacts is what tests/compat-facts.nix reports for one configuration of
+// tests/compat-configs.nix.
+type compatFacts struct {
+	Tool             string                  `json:"tool"`
+	FailedAssertions []string                `json:"failedAssertions"`
+	Warnings         []string                `json:"warnings"`
+	Secrets          map[string]outputFacts  `json:"secrets"`
+	Templates        map[string]outputFacts  `json:"templates"`
+	Users            map[string]passwordFile `json:"users"`
+	Snippets         []string                `json:"snippets"`
+	UnitAfter        []string                `json:"unitAfter"`
+	UsersBy          string                  `json:"usersBy"`
+}
+
+type outputFacts struct {
+	Path         string   `json:"path"`
+	Location     string   `json:"location"`
+	Linked       bool     `json:"linked"`
+	File         string   `json:"file"`
+	Format       string   `json:"format"`
+	Key          string   `json:"key"`
+	User         string   `json:"user"`
+	Group        string   `json:"group"`
+	Mode         string   `json:"mode"`
+	ModeOctal    string   `json:"modeOctal"`
+	Content      string   `json:"content"`
+	RestartUnits []string `json:"restartUnits"`
+	ReloadUnits  []string `json:"reloadUnits"`
+}
+
+type passwordFile struct {
+	File             string `json:"file"`
+	ReadyBeforeUsers bool   `json:"readyBeforeUsers"`
+}
+
+// The activation snippets of agenix and sops-nix that other modules name in their deps.
+var orderedAgainst = []string{"agenix", "agenixInstall", "setupSecrets", "setupSecretsForUsers", "generate-age-key"}
+
+// TestCompatMatchesUpstream evaluates each configuration of tests/compat-configs.nix through
+// secretd's compatibility module and compares it with what the upstream module produced for it
+// (tests/golden/upstream.json, recorded by tests/golden/regenerate.sh): the same files at the
+// same paths with the same owners, modes, keys and units, every password file ready before
+// users are created (also where upstream's is not), the same snippet names to order against,
+// and the activation unit after what upstream's is after.
+func TestCompatMatchesUpstream(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "nixos", "tests", "golden", "upstream.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct {
+		Configurations map[string]compatFacts `json:"configurations"`
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Compat []string `json:"compat"`
+	}
+	evalCase(t, "list", &list)
+	if len(list.Compat) != len(golden.Configurations) {
+		t.Errorf("compat-configs.nix has %d configurations, golden/upstream.json %d: run golden/regenerate.sh", len(list.Compat), len(golden.Configurations))
+	}
+	for _, name := range list.Compat {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want, ok := golden.Configurations[name]
+			if !ok {
+				t.Fatal("not in golden/upstream.json: run golden/regenerate.sh")
+			}
+			var got compatFacts
+			evalCase(t, "compat:"+name, &got)
+			if len(got.FailedAssertions) > 0 {
+				t.Fatalf("failed assertions: %q", got.FailedAssertions)
+			}
+			compareOutputs(t, "secret", want.Secrets, got.Secrets)
+			compareOutputs(t, "template", want.Templates, got.Templates)
+			for user, w := range want.Users {
+				g := got.Users[user]
+				if g.File != w.File || !g.ReadyBeforeUsers {
+					t.Errorf("user %s: password file %q ready before users: %v; upstream %q, ready %v (secretd's must be)", user, g.File, g.ReadyBeforeUsers, w.File, w.ReadyBeforeUsers)
+				}
+			}
+			for _, snippet := range orderedAgainst {
+				if slices.Contains(want.Snippets, snippet) && !slices.Contains(got.Snippets, snippet) {
+					t.Errorf("no activation snippet %q for other modules to order against (snippets %v)", snippet, got.Snippets)
+				}
+			}
+			for _, after := range want.UnitAfter {
+				if (after == "local-fs.target" || after == want.UsersBy) && !slices.Contains(got.UnitAfter, after) {
+					t.Errorf("secretd.service is after %v, upstream's unit after %s", got.UnitAfter, after)
+				}
+			}
+			if got.UsersBy != "activation script" && !slices.Contains(got.UnitAfter, got.UsersBy) {
+				t.Errorf("secretd.service is after %v, not after %s, which creates owners", got.UnitAfter, got.UsersBy)
+			}
+		})
+	}
+}
+
+func compareOutputs(t *testing.T, kind string, want, got map[string]outputFacts) {
+	t.Helper()
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			t.Errorf("%s %q: missing (have %v)", kind, name, keys(got))
+			continue
+		}
+		// Upstream's mode is what chmod made of it; secretd's manifest holds octal bits.
+		g.ModeOctal, g.Mode = g.Mode, w.Mode
+		w.RestartUnits, g.RestartUnits = nonNil(w.RestartUnits), nonNil(g.RestartUnits)
+		w.ReloadUnits, g.ReloadUnits = nonNil(w.ReloadUnits), nonNil(g.ReloadUnits)
+		if !equalJSON(t, w, g) {
+			t.Errorf("%s %q differs from upstream:\nupstream %+v\nsecretd  %+v", kind, name, w, g)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s %q: not in upstream's output", kind, name)
+		}
+	}
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ja) == string(jb)
+}
