@@ -3,9 +3,10 @@
 # It turns `secretd.secrets.<name>` and `secretd.templates.<name>` into a version 1 manifest
 # (see manifest/manifest.go, the contract with the daemon), checks that manifest at build time
 # with `secretd check`, and runs `secretd activate` on it from an early-boot oneshot unit that
-# NixOS reruns on every switch that changes the manifest.
+# NixOS reruns on every switch.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -25,10 +26,14 @@ let
 
   cfg = config.secretd;
 
-  # Secrets needed to create users (hashedPasswordFile) live apart from the others: they are
-  # activated before users exist, so they can only be owned by root.
-  forUsersSecretsDir = "/run/secrets-for-users";
-  forUsersMountPoint = "/run/secrets-for-users.d";
+  # Secrets needed to create users (hashedPasswordFile) live apart from the others (unless
+  # forUsersSecretsDir is secretsDir, see there): they are activated before users exist, so
+  # they can only be owned by root.
+  forUsersSecretsDir = cfg.forUsersSecretsDir;
+  forUsersMountPoint = cfg.forUsersMountPoint;
+  # agenix keeps password files among the other secrets: they are activated into that
+  # directory at boot before users, then again with all the others.
+  sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
   formats = [
     "binary"
@@ -97,7 +102,7 @@ let
         description = "Numeric group, used instead of a name lookup.";
       };
       mode = mkOption {
-        type = types.strMatching "0?[0-7]{3}";
+        type = types.strMatching "0?[0-7]{3,4}";
         default = "0400";
         example = "0440";
         description = "Permission bits of the file, in octal.";
@@ -258,7 +263,7 @@ let
   );
 
   allSecrets = lib.attrValues cfg.secrets;
-  mainSecrets = lib.filter (s: !s.neededForUsers) allSecrets;
+  mainSecrets = lib.filter (s: !s.neededForUsers || sharedForUsersDir) allSecrets;
   userSecrets = lib.filter (s: s.neededForUsers) allSecrets;
   templates = lib.attrValues cfg.templates;
 
@@ -352,7 +357,7 @@ let
           allowSubstitutes = false;
         }
         ''
-          ${cfg.package}/bin/secretd check --manifest ${unchecked}
+          ${cfg.validationPackage}/bin/secretd check --manifest ${unchecked}
           cp ${unchecked} "$out"
         '';
 
@@ -416,13 +421,19 @@ let
       linkDirs,
       after ? [ ],
       before ? [ ],
+      unitConfig ? { },
     }:
     {
-      inherit description after;
+      inherit description;
+      # Identities on file systems that services mount (ZFS datasets without legacy
+      # mountpoints) are there only after local-fs.target.
+      after = [ "local-fs.target" ] ++ after;
       wantedBy = [ "sysinit.target" ];
-      # NixOS restarts sysinit-reactivation.target on every switch; a unit it requires and
-      # that is ordered before it is restarted there when its restartTriggers change, before
-      # the units that read the secrets.
+      # NixOS restarts sysinit-reactivation.target on every switch and `test`, which starts
+      # the units it requires that are not active. Without RemainAfterExit the unit is inactive
+      # once done, so every switch reruns it, after systemd has loaded the new unit: encrypted
+      # files outside the store are read again and a damaged secrets directory is repaired,
+      # even when the manifest did not change.
       requiredBy = [ "sysinit-reactivation.target" ];
       before = [
         "sysinit.target"
@@ -433,16 +444,57 @@ let
       # Without default dependencies, nothing else stops it at shutdown.
       conflicts = [ "shutdown.target" ];
       restartTriggers = [ manifestFile ];
+      # age plugins (YubiKey, TPM) run as programs found on PATH.
+      path = cfg.plugins;
+      inherit (cfg) environment;
       unitConfig = {
         DefaultDependencies = false;
         RequiresMountsFor = lib.unique (cfg.identityPaths ++ linkDirs);
-      };
-      serviceConfig = hardening // {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        ExecStart = "${cfg.package}/bin/secretd activate${extraArgs} --manifest ${manifestFile}";
-      };
+      }
+      // unitConfig;
+      serviceConfig =
+        hardening
+        // {
+          Type = "oneshot";
+          RemainAfterExit = false;
+          ExecStart = "${cfg.package}/bin/secretd activate${extraArgs} --manifest ${manifestFile}";
+        }
+        # Plugins talk to their hardware (hidraw, USB, TPM): device nodes are allowed only then.
+        // lib.optionalAttrs (cfg.plugins != [ ]) { DevicePolicy = "auto"; };
     };
+
+  # Units that read the secrets: those the configuration names as consumers, and units that
+  # start before sysinit.target (DefaultDependencies=no, such as network and cryptsetup units)
+  # and name a secret's path in their settings or script.
+  secretPaths = map (s: s.path) allSecrets ++ map (t: t.path) templates;
+  earlyReaders = lib.attrNames (
+    lib.filterAttrs (
+      name: u:
+      !(lib.hasPrefix "secretd" name)
+      && lib.elem (u.unitConfig.DefaultDependencies or true) [
+        false
+        "no"
+        "false"
+      ]
+      && (
+        let
+          text = builtins.toJSON [
+            (u.serviceConfig or { })
+            (u.script or "")
+            (u.environment or { })
+          ];
+        in
+        lib.hasInfix cfg.secretsDir text || lib.any (p: lib.hasInfix p text) secretPaths
+      )
+    ) config.systemd.services
+  );
+  consumerUnits = lib.unique (
+    lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (mainSecrets ++ templates)
+    ++ map (u: "${u.unit}.service") credentialUsers
+    ++ map (n: "${n}.service") earlyReaders
+  );
+
+  forUsersCommand = "${cfg.package}/bin/secretd activate --for-users --manifest ${cfg.manifestFileForUsers}";
 
   # Services that load a secret as a credential.
   credentialUsers = lib.concatMap (
@@ -454,6 +506,16 @@ let
   ) allSecrets;
 
   # Assertions.
+
+  # A service in `services` must be declared by something else than this module, which only
+  # adds LoadCredential= to it.
+  thisFile = toString ./module.nix;
+  declaredServices = lib.unique (
+    lib.concatMap (d: lib.attrNames d.value) (
+      lib.filter (d: d.file != thisFile) options.systemd.services.definitionsWithLocations
+    )
+  );
+  unknownServices = s: lib.filter (svc: !lib.elem (lib.removeSuffix ".service" svc) declaredServices) s.services;
 
   quoted = v: if v == null then "null" else if builtins.isInt v then toString v else "\"${v}\"";
 
@@ -526,6 +588,10 @@ let
         {
           assertion = !s.neededForUsers || (isRootUser s && isRootGroup s);
           message = "${what}: neededForUsers secrets are activated before users and groups exist, so they must be owned by root (owner ${quoted s.owner}, uid ${quoted s.uid}, group ${quoted s.group}, gid ${quoted s.gid}); leave owner and group at \"root\".";
+        }
+        {
+          assertion = unknownServices s == [ ];
+          message = "${what}: services names ${lib.concatMapStringsSep ", " quoted (unknownServices s)}, which no other module declares in systemd.services (a typo?); secretd would only create an empty unit to load it into.";
         }
         {
           assertion = s.name != "rendered" && !lib.hasPrefix "rendered/" s.name;
@@ -626,11 +692,63 @@ in
     };
 
     keepGenerations = mkOption {
-      type = types.ints.positive;
+      type = types.ints.unsigned;
       default = 1;
       description = ''
         How many generations to keep besides the current one, so that a process still reading
-        the previous secrets during a switch does not lose them.
+        the previous secrets during a switch does not lose them. 0 never prunes (as in
+        sops-nix).
+      '';
+    };
+
+    forUsersSecretsDir = mkOption {
+      type = types.str;
+      default = "/run/secrets-for-users";
+      description = ''
+        Where `neededForUsers` secrets appear. When it is `secretsDir` (as agenix has it), they
+        are activated there alone before users are created at boot, and with all the others by
+        `secretd.service`.
+      '';
+    };
+
+    forUsersMountPoint = mkOption {
+      type = types.str;
+      default = if cfg.forUsersSecretsDir == cfg.secretsDir then cfg.mountPoint else "/run/secrets-for-users.d";
+      defaultText = literalMD "`mountPoint` when `forUsersSecretsDir` is `secretsDir`, else `/run/secrets-for-users.d`";
+      description = "Where the generations of `neededForUsers` secrets are mounted.";
+    };
+
+    plugins = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = literalExpression "[ pkgs.age-plugin-yubikey pkgs.age-plugin-tpm ]";
+      description = ''
+        age plugins for plugin identities (`AGE-PLUGIN-…` in an identity file): put on the
+        units' PATH, and the units may then open device nodes (`DevicePolicy=auto`).
+      '';
+    };
+
+    environment = mkOption {
+      type = types.attrsOf (types.either types.str types.path);
+      default = { };
+      description = "Environment variables of the activation units (for plugins, or `SOPS_GPG_EXEC`).";
+    };
+
+    activateAfter = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      internal = true;
+      description = "Activation snippets the for-users snippet runs after (such as one that creates a key).";
+    };
+
+    validationPackage = mkOption {
+      type = types.package;
+      default =
+        if pkgs.stdenv.buildPlatform == pkgs.stdenv.hostPlatform then cfg.package else pkgs.pkgsBuildHost.secretd;
+      defaultText = literalMD "`package` when building natively, else the build platform's `secretd`";
+      description = ''
+        The secretd that runs `secretd check` when the system is built: it must run on the
+        build machine, so a cross-compiled system needs the build platform's.
       '';
     };
 
@@ -768,6 +886,17 @@ in
           linkDirs = linkDirsOf mainSecrets templates;
           # Owners named in the manifest must exist.
           after = lib.optional sysusers "systemd-sysusers.service" ++ lib.optional userborn "userborn.service";
+          before = consumerUnits;
+        };
+
+        # `nixos-rebuild dry-activate` shows what the switch would change.
+        system.activationScripts.secretd = {
+          supportsDryActivation = true;
+          text = ''
+            if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
+              ${cfg.package}/bin/secretd activate --dry-run --manifest ${cfg.manifestFile} || true
+            fi
+          '';
         };
       }
 
@@ -778,6 +907,9 @@ in
           extraArgs = " --for-users";
           linkDirs = linkDirsOf userSecrets [ ];
           before = lib.optional sysusers "systemd-sysusers.service" ++ lib.optional userborn "userborn.service";
+          # In a shared directory only the first activation of a boot may hold just these
+          # secrets; later ones are secretd.service's, with every secret.
+          unitConfig = lib.optionalAttrs sharedForUsersDir { ConditionPathExists = "!${cfg.secretsDir}"; };
         };
       })
 
@@ -786,10 +918,20 @@ in
       # activated in a snippet it depends on.
       (mkIf (userSecrets != [ ] && !sysusers && !userborn) {
         system.activationScripts.secretd-for-users = {
-          deps = [ "specialfs" ];
+          deps = [ "specialfs" ] ++ cfg.activateAfter;
+          supportsDryActivation = true;
+          # --no-signal: during a switch this runs before systemd has loaded the new units;
+          # secretd.service restarts the consumers afterwards. In a shared directory only a
+          # boot activates these secrets alone (see secretd-for-users.service).
           text = ''
-            echo "activating secrets needed to create users..."
-            ${cfg.package}/bin/secretd activate --for-users --manifest ${cfg.manifestFileForUsers}
+            if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
+              ${forUsersCommand} --dry-run || true
+            ${lib.optionalString sharedForUsersDir ''elif [ -e ${cfg.secretsDir} ]; then
+              : secrets needed for users are already in ${cfg.secretsDir}''}
+            else
+              echo "activating secrets needed to create users..."
+              PATH=${lib.makeBinPath cfg.plugins}''${PATH:+:$PATH} ${forUsersCommand} --no-signal
+            fi
           '';
         };
         system.activationScripts.users.deps = [ "secretd-for-users" ];
@@ -802,8 +944,9 @@ in
               serviceConfig.LoadCredential = [ "${u.secret.credentialName}:${locationOf u.secret}" ];
             }
             // lib.optionalAttrs (!u.secret.neededForUsers) {
+              # Not wants=: secretd.service is inactive once done, and starting it with every
+              # consumer would rerun it.
               after = [ "secretd.service" ];
-              wants = [ "secretd.service" ];
             };
           }) credentialUsers
         );

@@ -484,7 +484,9 @@ let
         restartTriggers = map toString u.restartTriggers;
       }) config.systemd.services;
       unitTexts = lib.mapAttrs (name: renderUnit name) secretdUnits;
-      activationScripts = lib.mapAttrs (_: s: { inherit (s) deps text; }) config.system.activationScripts;
+      activationScripts = lib.mapAttrs (
+        _: s: if builtins.isString s then { deps = [ ]; text = s; } else { inherit (s) deps text; }
+      ) config.system.activationScripts;
       systemPackages = map toString config.environment.systemPackages;
     };
 in
