@@ -215,7 +215,8 @@ in
             };
           }
         ) m.secrets;
-      secrets = lib.listToAttrs (secretFacts cfg.manifest false ++ secretFacts cfg.manifestForUsers true);
+      # A secret in both manifests (agenix's password files) is ready before users.
+      secrets = lib.listToAttrs (secretFacts cfg.manifestForUsers true ++ secretFacts cfg.manifest false);
       templates = lib.listToAttrs (
         map (
           t:
