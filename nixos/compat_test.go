@@ -117,6 +117,9 @@ func compareOutputs(t *testing.T, kind string, want, got map[string]outputFacts)
 		}
 		// Upstream's mode is what chmod made of it; secretd's manifest holds octal bits.
 		g.ModeOctal, g.Mode = g.Mode, w.Mode
+		if len(g.ModeOctal) == 3 {
+			g.ModeOctal = "0" + g.ModeOctal
+		}
 		w.RestartUnits, g.RestartUnits = nonNil(w.RestartUnits), nonNil(g.RestartUnits)
 		w.ReloadUnits, g.ReloadUnits = nonNil(w.ReloadUnits), nonNil(g.ReloadUnits)
 		if !equalJSON(t, w, g) {

@@ -318,8 +318,12 @@ func checkActivationUnit(t *testing.T, name string, u unit, execStart, trigger s
 		t.Errorf("%s: restartTriggers %v, want [%s]", name, u.RestartTriggers, trigger)
 	}
 	sc := u.ServiceConfig
-	if sc["Type"] != "oneshot" || sc["RemainAfterExit"] != true || sc["ExecStart"] != execStart {
-		t.Errorf("%s: Type %v RemainAfterExit %v ExecStart %v; want oneshot, true, %q", name, sc["Type"], sc["RemainAfterExit"], sc["ExecStart"], execStart)
+	// Inactive once done, so that restarting sysinit-reactivation.target reruns it on every switch.
+	if sc["Type"] != "oneshot" || sc["RemainAfterExit"] != false || sc["ExecStart"] != execStart {
+		t.Errorf("%s: Type %v RemainAfterExit %v ExecStart %v; want oneshot, false, %q", name, sc["Type"], sc["RemainAfterExit"], sc["ExecStart"], execStart)
+	}
+	if !slices.Contains(u.After, "local-fs.target") {
+		t.Errorf("%s: not after local-fs.target (after %v), where identities on service-mounted file systems appear", name, u.After)
 	}
 	for _, opt := range namespacingOptions {
 		if _, ok := sc[opt]; ok {
@@ -358,8 +362,13 @@ func TestRealisticUnits(t *testing.T) {
 		t.Fatal("no secretd service")
 	}
 	checkActivationUnit(t, "secretd", main, stubBinary+" activate --manifest "+stubManifest, stubManifest)
-	if !slices.Equal(main.After, []string{"systemd-sysusers.service"}) {
-		t.Errorf("secretd: after %v, want [systemd-sysusers.service] so that owners exist", main.After)
+	if !slices.Equal(main.After, []string{"local-fs.target", "userborn.service"}) {
+		t.Errorf("secretd: after %v, want [local-fs.target userborn.service] so that owners exist", main.After)
+	}
+	for _, consumer := range []string{"nginx.service", "grafana.service", "gitlab-runner.service", "tailscaled.service"} {
+		if !slices.Contains(main.Before, consumer) {
+			t.Errorf("secretd: not before %s, which reads its secrets (before %v)", consumer, main.Before)
+		}
 	}
 	mounts := anyStrings(main.UnitConfig["RequiresMountsFor"])
 	wantMounts := []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key", "/home/alice", "/etc/nginx"}
@@ -372,14 +381,14 @@ func TestRealisticUnits(t *testing.T) {
 		t.Fatal("no secretd-for-users service although a secret is neededForUsers and sysusers is on")
 	}
 	checkActivationUnit(t, "secretd-for-users", users, stubBinary+" activate --for-users --manifest "+stubManifestForUser, stubManifestForUser)
-	if !slices.Contains(users.Before, "systemd-sysusers.service") || len(users.After) != 0 {
-		t.Errorf("secretd-for-users: before %v after %v; want before systemd-sysusers.service", users.Before, users.After)
+	if !slices.Contains(users.Before, "userborn.service") || !slices.Equal(users.After, []string{"local-fs.target"}) {
+		t.Errorf("secretd-for-users: before %v after %v; want before userborn.service, after local-fs.target only", users.Before, users.After)
 	}
 	if got := anyStrings(users.UnitConfig["RequiresMountsFor"]); !slices.Equal(got, []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key"}) {
 		t.Errorf("secretd-for-users: RequiresMountsFor %v", got)
 	}
 	if _, ok := r.ActivationScripts["secretd-for-users"]; ok {
-		t.Error("an activation snippet runs too, although systemd-sysusers creates the users")
+		t.Error("an activation snippet runs too, although userborn creates the users")
 	}
 
 	credentials := map[string]string{
@@ -395,15 +404,16 @@ func TestRealisticUnits(t *testing.T) {
 		if got := anyStrings(u.ServiceConfig["LoadCredential"]); !slices.Equal(got, []string{want}) {
 			t.Errorf("%s: LoadCredential %v, want [%s]", svc, got, want)
 		}
-		if !slices.Equal(u.After, []string{"secretd.service"}) || !slices.Equal(u.Wants, []string{"secretd.service"}) {
-			t.Errorf("%s: after %v wants %v, want secretd.service", svc, u.After, u.Wants)
+		// Not wanted: starting the consumer would rerun secretd.service, inactive once done.
+		if !slices.Equal(u.After, []string{"secretd.service"}) || len(u.Wants) != 0 {
+			t.Errorf("%s: after %v wants %v, want after secretd.service only", svc, u.After, u.Wants)
 		}
 	}
 	if r.CredentialNames["tailscale/authkey"] != "tailscale_authkey" {
 		t.Errorf("credentialName of tailscale/authkey is %q", r.CredentialNames["tailscale/authkey"])
 	}
-	if len(r.Units) != 4 {
-		t.Errorf("units %v: want only secretd, secretd-for-users and the two credential users", keys(r.Units))
+	if want := []string{"gitlab-runner", "grafana", "nginx", "secretd", "secretd-for-users", "tailscaled"}; !slices.Equal(keys(r.Units), want) {
+		t.Errorf("units %v, want %v: the module adds no unit but its own", keys(r.Units), want)
 	}
 }
 
@@ -435,8 +445,15 @@ func TestClassicUserCreation(t *testing.T) {
 	if !slices.Contains(r.ActivationScripts["users"].Deps, "secretd-for-users") {
 		t.Errorf("the users script does not depend on the snippet: deps %v", r.ActivationScripts["users"].Deps)
 	}
-	if u := r.Units["secretd"]; len(u.After) != 0 {
-		t.Errorf("secretd: after %v, want nothing without sysusers or userborn", u.After)
+	if u := r.Units["secretd"]; !slices.Equal(u.After, []string{"local-fs.target"}) {
+		t.Errorf("secretd: after %v, want local-fs.target only without sysusers or userborn", u.After)
+	}
+	if !strings.Contains(snippet.Text, "--no-signal") {
+		t.Errorf("the snippet may restart units before switch-to-configuration reloaded systemd:\n%s", snippet.Text)
+	}
+	dry, ok := r.ActivationScripts["secretd"]
+	if !ok || !strings.Contains(dry.Text, "dry-activate") || !strings.Contains(dry.Text, stubBinary+" activate --dry-run --manifest "+stubManifest) {
+		t.Errorf("no snippet printing secretd's dry run under nixos-rebuild dry-activate: %+v", dry)
 	}
 	decodeManifest(t, r.Manifest)
 	decodeManifest(t, r.ManifestForUsers)
@@ -444,8 +461,8 @@ func TestClassicUserCreation(t *testing.T) {
 
 func TestUserborn(t *testing.T) {
 	r := evalGood(t, "userborn")
-	if !slices.Equal(r.Units["secretd"].After, []string{"userborn.service"}) {
-		t.Errorf("secretd: after %v, want [userborn.service]", r.Units["secretd"].After)
+	if !slices.Equal(r.Units["secretd"].After, []string{"local-fs.target", "userborn.service"}) {
+		t.Errorf("secretd: after %v, want [local-fs.target userborn.service]", r.Units["secretd"].After)
 	}
 	users, ok := r.Units["secretd-for-users"]
 	if !ok || !slices.Contains(users.Before, "userborn.service") || slices.Contains(users.Before, "systemd-sysusers.service") {
@@ -660,5 +677,21 @@ func TestSopsCompat(t *testing.T) {
 	}
 	if _, ok := r.ActivationScripts["secretd-for-users"]; !ok {
 		t.Error("neededForUsers through sops.secrets gives no activation snippet")
+	}
+}
+
+// TestEarlyReaders: secretd.service is ordered before the units that restart on its secrets
+// and before units without default dependencies (started before sysinit.target) that name a
+// secret's path, but not before ordinary units that do.
+func TestEarlyReaders(t *testing.T) {
+	r := evalGood(t, "early-readers")
+	before := r.Units["secretd"].Before
+	for _, want := range []string{"app.service", "wg-setup.service"} {
+		if !slices.Contains(before, want) {
+			t.Errorf("secretd: not before %s (before %v)", want, before)
+		}
+	}
+	if slices.Contains(before, "late-reader.service") {
+		t.Errorf("secretd: before late-reader.service, which starts after sysinit.target anyway")
 	}
 }

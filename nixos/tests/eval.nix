@@ -32,7 +32,8 @@ let
     { config, ... }:
     {
       services.openssh.enable = true;
-      systemd.sysusers.enable = true;
+      # userborn, which (unlike systemd-sysusers) creates normal users.
+      services.userborn.enable = true;
       users.mutableUsers = false;
       users.users = {
         alice = {
@@ -40,8 +41,20 @@ let
           group = "users";
           hashedPasswordFile = config.secretd.secrets.alice-password.path;
         };
-        nginx.group = "nginx";
-        grafana.group = "grafana";
+        nginx = {
+          isSystemUser = true;
+          group = "nginx";
+        };
+        grafana = {
+          isSystemUser = true;
+          group = "grafana";
+        };
+      };
+      systemd.services = {
+        nginx.script = "nginx";
+        grafana.script = "grafana";
+        gitlab-runner.script = "gitlab-runner";
+        tailscaled.script = "tailscaled";
       };
       users.groups = {
         nginx = { };
@@ -209,7 +222,10 @@ let
     agenix-compat = {
       imports = [ ../compat/agenix.nix ];
       services.openssh.enable = true;
-      users.users.nginx.group = "nginx";
+      users.users.nginx = {
+        isSystemUser = true;
+        group = "nginx";
+      };
       age.secrets = {
         token.file = tokenFile;
         nginx-token = {
@@ -225,7 +241,10 @@ let
       {
         imports = [ ../compat/sops.nix ];
         services.openssh.enable = true;
-        users.users.grafana.group = "grafana";
+        users.users.grafana = {
+          isSystemUser = true;
+          group = "grafana";
+        };
         sops = {
           defaultSopsFile = sopsFile;
           age.keyFile = /var/lib/sops-nix/key.txt;
@@ -248,6 +267,26 @@ let
             owner = "grafana";
           };
         };
+      };
+
+    # Consumers and an early-boot unit reading a secret by path are ordered after secretd.
+    early-readers =
+      { config, ... }:
+      {
+        services.openssh.enable = true;
+        secretd = {
+          enable = true;
+          secrets.wg-key.file = tokenFile;
+          secrets.token = {
+            file = tokenFile;
+            restartUnits = [ "app.service" ];
+          };
+        };
+        systemd.services.wg-setup = {
+          unitConfig.DefaultDependencies = false;
+          serviceConfig.ExecStart = "wg set wg0 private-key ${config.secretd.secrets.wg-key.path}";
+        };
+        systemd.services.late-reader.serviceConfig.ExecStart = "cat ${config.secretd.secrets.wg-key.path}";
       };
 
     # With mutable users an owner may come from elsewhere: no assertion.
@@ -335,7 +374,11 @@ let
         neededForUsers = true;
         owner = "alice";
       };
-    } { users.users.alice = { }; } // {
+    } {
+      users.users.alice = {
+        isNormalUser = true;
+      };
+    } // {
       expect = [ ''secretd.secrets."pw": neededForUsers secrets are activated before users'' ];
     };
     bad-for-users-gid = bad {
@@ -413,8 +456,16 @@ let
         file = tokenFile;
         services = [ "app.service" ];
       };
-    } { } // {
+    } { systemd.services.app.script = "app"; } // {
       expect = [ ''would all be credential "a_b" of app.service'' ];
+    };
+    bad-unknown-service = bad {
+      secrets.token = {
+        file = tokenFile;
+        services = [ "grafana" "nginxx" ];
+      };
+    } { systemd.services.grafana.script = "grafana"; } // {
+      expect = [ ''secretd.secrets."token": services names "nginxx", which no other module declares'' ];
     };
   };
 
