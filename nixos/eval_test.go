@@ -695,3 +695,19 @@ func TestEarlyReaders(t *testing.T) {
 		t.Errorf("secretd: before late-reader.service, which starts after sysinit.target anyway")
 	}
 }
+
+// TestFlakeModulesCompose imports nixosModules.default next to both compatibility modules, as
+// users add them: the package is defined once, and the build-time check runs validationPackage.
+func TestFlakeModulesCompose(t *testing.T) {
+	r := evalGood(t, "flake-modules")
+	if len(r.SystemPackages) != 1 || !strings.HasSuffix(r.SystemPackages[0], "-secretd-0.1.0") {
+		t.Errorf("system packages %v, want the flake's secretd once", r.SystemPackages)
+	}
+	if !strings.Contains(r.CheckCommand, "secretd check --manifest") {
+		t.Errorf("the manifest is not checked: %q", r.CheckCommand)
+	}
+	m := decodeManifest(t, r.Manifest)
+	if s := secretByName(t, m, "github/oauth_token"); s.Key != "github/oauth_token" {
+		t.Errorf("github/oauth_token: %+v", s)
+	}
+}

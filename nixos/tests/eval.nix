@@ -502,6 +502,24 @@ let
     }
     // facts.secretd config;
 
+  # The flake's modules, with this stub pkgs as the system's nixpkgs.
+  flake = (import ../../flake.nix).outputs {
+    self = flake;
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = { };
+    };
+  };
+  evaluateFlakeModules =
+    config:
+    (lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
+        config
+        { _module.args.pkgs = pkgs; }
+      ];
+    }).config;
+
   failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 
   report =
@@ -541,7 +559,19 @@ let
       systemPackages = map toString config.environment.systemPackages;
     };
 in
-if cases ? ${case} then
+if case == "flake-modules" then
+  # The default module next to both compatibility modules, as users add them.
+  report (evaluateFlakeModules {
+    imports = with flake.nixosModules; [
+      default
+      sopsCompat
+      agenixCompat
+    ];
+    services.openssh.enable = true;
+    sops.defaultSopsFile = sopsFile;
+    sops.secrets."github/oauth_token" = { };
+  })
+else if cases ? ${case} then
   report (evaluate cases.${case})
 else if badCases ? ${case} then
   {

@@ -27,6 +27,10 @@ rec {
   mount = stub "mount";
   coreutils = stub "coreutils";
   age-plugin-yubikey = stub "age-plugin-yubikey";
+  go = stub "go" // {
+    version = "1.26.0";
+  };
+  buildGoModule = args: stub "${args.pname}-${args.version}";
   writeText = name: text: stub name // { inherit text; };
   writeTextFile = { name, text, ... }: writeText name text;
   writeShellScript = name: text: writeText name text;
@@ -47,6 +51,9 @@ rec {
   pkgs = {
     inherit
       lib
+      go
+      buildGoModule
+      callPackage
       writeText
       writeTextFile
       writeShellScript
@@ -57,7 +64,7 @@ rec {
     inherit buildPlatform;
     hostPlatform = buildPlatform;
   };
-  pkgsBuildHost = {
+  pkgsBuildHost = pkgs // {
     secretd = secretd // {
       outPath = "/usr/local/build";
     };
