@@ -184,8 +184,6 @@ in
       mountPoint = lib.mkDefault cfg.secretsMountPoint;
       forUsersSecretsDir = lib.mkDefault cfg.secretsDir;
       identityPaths = lib.mkDefault (map toString cfg.identityPaths);
-      # agenix keeps only the live generation.
-      keepGenerations = lib.mkDefault 0;
       environment = lib.mkIf (lib.hasPrefix builtins.storeDir cfg.ageBin) {
         PATH = lib.mkDefault (dirOf cfg.ageBin);
       };
