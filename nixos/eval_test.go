@@ -55,6 +55,7 @@ type unit struct {
 	UnitConfig      map[string]any `json:"unitConfig"`
 	ServiceConfig   map[string]any `json:"serviceConfig"`
 	RestartTriggers []string       `json:"restartTriggers"`
+	Path            []string       `json:"path"`
 }
 
 type activationRun struct {
@@ -691,6 +692,9 @@ func TestEarlyReaders(t *testing.T) {
 			t.Errorf("secretd: not before %s (before %v)", want, before)
 		}
 	}
+	if !slices.Contains(before, "systemd-networkd.service") {
+		t.Errorf("secretd: not before systemd-networkd.service, which reads a WireGuard key from it (before %v)", before)
+	}
 	if slices.Contains(before, "late-reader.service") {
 		t.Errorf("secretd: before late-reader.service, which starts after sysinit.target anyway")
 	}
@@ -709,5 +713,28 @@ func TestFlakeModulesCompose(t *testing.T) {
 	m := decodeManifest(t, r.Manifest)
 	if s := secretByName(t, m, "github/oauth_token"); s.Key != "github/oauth_token" {
 		t.Errorf("github/oauth_token: %+v", s)
+	}
+}
+
+func TestPlugins(t *testing.T) {
+	r := evalGood(t, "plugins")
+	u := r.Units["secretd"]
+	if u.ServiceConfig["DevicePolicy"] != "auto" {
+		t.Errorf("DevicePolicy %v with plugins, want auto so they reach their devices", u.ServiceConfig["DevicePolicy"])
+	}
+	if !slices.ContainsFunc(u.Path, func(p string) bool { return strings.HasSuffix(p, "-age-plugin-yubikey") }) {
+		t.Errorf("path %v lacks the plugin", u.Path)
+	}
+	if r := evalGood(t, "empty"); r.Units["secretd"].ServiceConfig["DevicePolicy"] != "closed" || len(r.Units["secretd"].Path) != 0 {
+		t.Errorf("without plugins: DevicePolicy %v path %v, want closed and none", r.Units["secretd"].ServiceConfig["DevicePolicy"], r.Units["secretd"].Path)
+	}
+}
+
+func TestCrossValidation(t *testing.T) {
+	if r := evalGood(t, "cross"); !strings.HasPrefix(r.CheckCommand, "/usr/local/build/bin/secretd check") {
+		t.Errorf("a cross-compiled system checks its manifest with %q, want the build platform's secretd", r.CheckCommand)
+	}
+	if r := evalGood(t, "empty"); !strings.HasPrefix(r.CheckCommand, stubBinary+" check") {
+		t.Errorf("a native system checks its manifest with %q, want its own secretd", r.CheckCommand)
 	}
 }

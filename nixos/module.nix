@@ -488,10 +488,22 @@ let
       )
     ) config.systemd.services
   );
+  # systemd-networkd reads WireGuard keys named in .netdev files before sysinit.target.
+  readsSecret = f: builtins.isString f && (lib.hasPrefix "${cfg.secretsDir}/" f || lib.elem f secretPaths);
+  networkdKeyFiles = lib.concatMap (
+    netdev:
+    [ (netdev.wireguardConfig.PrivateKeyFile or null) ]
+    ++ map (peer: peer.PresharedKeyFile or peer.wireguardPeerConfig.PresharedKeyFile or null) (
+      netdev.wireguardPeers or [ ]
+    )
+  ) (lib.attrValues (config.systemd.network.netdevs or { }));
+  networkdReadsSecrets = lib.any readsSecret networkdKeyFiles;
+
   consumerUnits = lib.unique (
     lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (mainSecrets ++ templates)
     ++ map (u: "${u.unit}.service") credentialUsers
     ++ map (n: "${n}.service") earlyReaders
+    ++ lib.optional networkdReadsSecrets "systemd-networkd.service"
   );
 
   forUsersCommand = "${cfg.package}/bin/secretd activate --for-users --manifest ${cfg.manifestFileForUsers}";

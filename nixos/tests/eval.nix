@@ -287,7 +287,37 @@ let
           serviceConfig.ExecStart = "wg set wg0 private-key ${config.secretd.secrets.wg-key.path}";
         };
         systemd.services.late-reader.serviceConfig.ExecStart = "cat ${config.secretd.secrets.wg-key.path}";
+        systemd.network.netdevs.wg0 = {
+          netdevConfig.Kind = "wireguard";
+          wireguardConfig.PrivateKeyFile = config.secretd.secrets.wg-key.path;
+        };
       };
+
+    # age plugins on PATH and devices allowed only with plugins; a cross-compiled system checks
+    # its manifest with the build platform's secretd.
+    plugins = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        plugins = [ pkgs.age-plugin-yubikey ];
+        secrets.token.file = tokenFile;
+      };
+    };
+    cross = {
+      services.openssh.enable = true;
+      _module.args.pkgs = lib.mkForce (
+        pkgs
+        // {
+          stdenv = pkgs.stdenv // {
+            hostPlatform.system = "aarch64-linux";
+          };
+        }
+      );
+      secretd = {
+        enable = true;
+        secrets.token.file = tokenFile;
+      };
+    };
 
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
@@ -551,6 +581,7 @@ let
           serviceConfig
           ;
         restartTriggers = map toString u.restartTriggers;
+        path = map toString u.path;
       }) config.systemd.services;
       unitTexts = lib.mapAttrs (name: renderUnit name) secretdUnits;
       activationScripts = lib.mapAttrs (

@@ -285,6 +285,28 @@ in
       type = types.attrsOf serviceType;
       default = { };
     };
+    # networking/systemd-networkd: .netdev sections as unit settings.
+    systemd.network.netdevs = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options = {
+            netdevConfig = mkOption {
+              type = types.attrsOf unitOption;
+              default = { };
+            };
+            wireguardConfig = mkOption {
+              type = types.attrsOf unitOption;
+              default = { };
+            };
+            wireguardPeers = mkOption {
+              type = types.listOf (types.attrsOf unitOption);
+              default = [ ];
+            };
+          };
+        }
+      );
+      default = { };
+    };
     system.activationScripts = mkOption {
       type = types.attrsOf scriptType;
       default = { };
