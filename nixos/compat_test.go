@@ -174,3 +174,33 @@ func equalJSON(t *testing.T, a, b any) bool {
 	}
 	return string(ja) == string(jb)
 }
+
+// TestAgenixPasswordFile: the password secret of agenix's tutorial is activated into
+// /run/agenix before users only when /run/agenix does not exist yet (a boot), so that a switch
+// never replaces the live secrets with a generation holding just the password; secretd.service
+// activates it again with the others.
+func TestAgenixPasswordFile(t *testing.T) {
+	r := evalGood(t, "agenix-password")
+	for _, m := range []json.RawMessage{r.Manifest, r.ManifestForUsers} {
+		if secretByName(t, decodeManifest(t, m), "secret1").Name == "" {
+			t.Fatal("secret1 missing")
+		}
+	}
+	forUsers := decodeManifest(t, r.ManifestForUsers)
+	if forUsers.SecretsDir != "/run/agenix" || forUsers.MountPoint != "/run/agenix.d" || len(forUsers.Secrets) != 1 {
+		t.Errorf("for-users manifest: dir %s mount %s secrets %d, want /run/agenix, /run/agenix.d and the password only", forUsers.SecretsDir, forUsers.MountPoint, len(forUsers.Secrets))
+	}
+	snippet := r.ActivationScripts["secretd-for-users"].Text
+	if !strings.Contains(snippet, "elif [ -e /run/agenix ]") {
+		t.Errorf("the snippet activates the password alone even when /run/agenix exists:\n%s", snippet)
+	}
+	if !slices.Contains(r.ActivationScripts["agenixInstall"].Deps, "secretd-for-users") || !slices.Contains(r.ActivationScripts["users"].Deps, "agenixInstall") {
+		t.Errorf("agenixInstall deps %v, users deps %v", r.ActivationScripts["agenixInstall"].Deps, r.ActivationScripts["users"].Deps)
+	}
+
+	r = evalGood(t, "agenix-password-userborn")
+	u, ok := r.Units["secretd-for-users"]
+	if !ok || u.UnitConfig["ConditionPathExists"] != "!/run/agenix" || !slices.Contains(u.Before, "userborn.service") {
+		t.Errorf("secretd-for-users.service: present %v, condition %v, before %v", ok, u.UnitConfig["ConditionPathExists"], u.Before)
+	}
+}

@@ -319,6 +319,16 @@ let
       };
     };
 
+    # agenix's tutorial: the password file is activated alone into /run/agenix before users at
+    # boot only, then with the other secrets.
+    agenix-password = {
+      imports = [ (compatConfigs.agenix-tutorial.config) ../compat/agenix.nix ];
+      age.secrets.other.file = tokenFile;
+    };
+    agenix-password-userborn = {
+      imports = [ (compatConfigs.agenix-tutorial-userborn.config) ../compat/agenix.nix ];
+    };
+
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
       services.openssh.enable = true;
