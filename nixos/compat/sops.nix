@@ -141,9 +141,16 @@ let
     }
   );
 
+  # sops-nix hands unit names to systemctl, which reads a name without a unit type suffix
+  # ("duckdns") as a service.
+  unitTypes = [ "service" "socket" "target" "timer" "path" "mount" "automount" "swap" "slice" "scope" "device" ];
+  unitName = u: if lib.elem (lib.last (lib.splitString "." u)) unitTypes then u else "${u}.service";
+
   # sops-nix's owner/uid pairs: a name wins over the number.
   ownershipOf = o: {
-    inherit (o) mode restartUnits reloadUnits;
+    inherit (o) mode;
+    restartUnits = map unitName o.restartUnits;
+    reloadUnits = map unitName o.reloadUnits;
     owner = o.owner;
     uid = if o.owner == null then o.uid else null;
     group = o.group;

@@ -67,6 +67,46 @@ in
     };
   };
 
+  # WireGuard keys for systemd-networkd (group systemd-network, 0640 as systemd.netdev(5)
+  # asks), NetworkManager connections placed in /etc, a unit named without its suffix.
+  sops-network = {
+    tool = "sops";
+    config =
+      { config, ... }:
+      {
+        imports = [ (systemUser "duckdns") ];
+        users.groups.systemd-network = { };
+        services.openssh.enable = true;
+        sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+        sops.defaultSopsFile = sopsFile;
+        sops.secrets = {
+          "wireguard/private-key" = {
+            key = "github/oauth_token";
+            group = config.users.groups.systemd-network.name;
+            reloadUnits = [ "systemd-networkd.service" ];
+            mode = "0640";
+          };
+          wg-home = {
+            key = "flag";
+            path = "/etc/NetworkManager/system-connections/wg-home.nmconnection";
+            mode = "0600";
+            owner = "root";
+            group = "root";
+            restartUnits = [ "NetworkManager.service" ];
+          };
+          duckdns = {
+            key = "number";
+            restartUnits = [ "duckdns" ];
+            mode = "0500";
+            owner = config.users.users.duckdns.name;
+            group = config.users.users.duckdns.group;
+          };
+        };
+        systemd.network.netdevs.wg0.wireguardConfig.PrivateKeyFile =
+          config.sops.secrets."wireguard/private-key".path;
+      };
+  };
+
   # Templates: content with placeholders, a template file, owners, a path elsewhere.
   sops-templates = {
     tool = "sops";
