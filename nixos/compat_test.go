@@ -112,6 +112,11 @@ func TestCompatMatchesUpstream(t *testing.T) {
 					t.Errorf("user %s: password file %q ready before users: %v; upstream %q, ready %v (secretd's must be)", user, g.File, g.ReadyBeforeUsers, w.File, w.ReadyBeforeUsers)
 				}
 			}
+			for _, w := range want.Warnings {
+				if !slices.Contains(got.Warnings, w) {
+					t.Errorf("upstream warns %q; secretd's warnings: %q", w, got.Warnings)
+				}
+			}
 			for _, snippet := range orderedAgainst {
 				if slices.Contains(want.Snippets, snippet) && !slices.Contains(got.Snippets, snippet) {
 					t.Errorf("no activation snippet %q for other modules to order against (snippets %v)", snippet, got.Snippets)

@@ -78,6 +78,8 @@ in
         users.groups.systemd-network = { };
         services.openssh.enable = true;
         sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+        # No RSA host key as a GnuPG key, by the name sops-nix had before gnupg.sshKeyPaths.
+        sops.sshKeyPaths = [ ];
         sops.defaultSopsFile = sopsFile;
         sops.secrets = {
           "wireguard/private-key" = {
@@ -297,7 +299,8 @@ in
   agenix-identities = {
     tool = "agenix";
     config = {
-      age.identityPaths = [ "/persist/etc/ssh/ssh_host_ed25519_key" ];
+      # The name agenix had before identityPaths, still in older configurations.
+      age.sshKeyPaths = [ "/persist/etc/ssh/ssh_host_ed25519_key" ];
       age.secretsDir = "/run/keys/agenix";
       age.secretsMountPoint = "/run/keys/agenix.d";
       age.secrets.wifi.file = ageFile;

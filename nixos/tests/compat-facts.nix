@@ -99,6 +99,7 @@ let
       users = usersWithPasswordFiles config secrets;
       snippets = extraSnippets config;
       unitAfter = sorted unitAfter;
+      inherit (config) warnings;
       usersBy = if usersUnit config == null then "activation script" else usersUnit config;
     };
 in

@@ -538,7 +538,6 @@ let
     {
       inherit (c) tool;
       failedAssertions = failedAssertions config;
-      inherit (config) warnings;
     }
     // facts.secretd config;
 
