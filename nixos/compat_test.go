@@ -207,6 +207,9 @@ func TestAgenixPasswordFile(t *testing.T) {
 			t.Fatal("secret1 missing")
 		}
 	}
+	if p := r.Units["secretd"].Path; !slices.Equal(p, []string{"/nix/store/00000000000000000000000000000000-rage-0.11"}) {
+		t.Errorf("secretd.service path %v, want age.ageBin's package for its plugins", p)
+	}
 	forUsers := decodeManifest(t, r.ManifestForUsers)
 	if forUsers.SecretsDir != "/run/agenix" || forUsers.MountPoint != "/run/agenix.d" || len(forUsers.Secrets) != 1 {
 		t.Errorf("for-users manifest: dir %s mount %s secrets %d, want /run/agenix, /run/agenix.d and the password only", forUsers.SecretsDir, forUsers.MountPoint, len(forUsers.Secrets))

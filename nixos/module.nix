@@ -731,7 +731,7 @@ in
     };
 
     plugins = mkOption {
-      type = types.listOf types.package;
+      type = types.listOf (types.either types.package types.path);
       default = [ ];
       example = literalExpression "[ pkgs.age-plugin-yubikey pkgs.age-plugin-tpm ]";
       description = ''

@@ -172,7 +172,7 @@ in
       description = ''
         The age program agenix would run. secretd decrypts by itself; when this names a
         program in a store package (such as rage, or age with plugins), that package's `bin`
-        is put on the units' PATH, so the plugins it finds there are found by secretd too.
+        is put on the units' PATH (`secretd.plugins`), so the plugins beside it are found.
       '';
     };
   };
@@ -184,9 +184,8 @@ in
       mountPoint = lib.mkDefault cfg.secretsMountPoint;
       forUsersSecretsDir = lib.mkDefault cfg.secretsDir;
       identityPaths = lib.mkDefault (map toString cfg.identityPaths);
-      environment = lib.mkIf (lib.hasPrefix builtins.storeDir cfg.ageBin) {
-        PATH = lib.mkDefault (dirOf cfg.ageBin);
-      };
+      # The package of a store ageBin (rage, age with plugins): its plugins are found beside it.
+      plugins = lib.optional (lib.hasPrefix "${builtins.storeDir}/" cfg.ageBin) (dirOf (dirOf cfg.ageBin));
       secrets = lib.mapAttrs (
         _: s:
         {

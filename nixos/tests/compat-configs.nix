@@ -303,6 +303,7 @@ in
       age.sshKeyPaths = [ "/persist/etc/ssh/ssh_host_ed25519_key" ];
       age.secretsDir = "/run/keys/agenix";
       age.secretsMountPoint = "/run/keys/agenix.d";
+      age.ageBin = "/nix/store/00000000000000000000000000000000-rage/bin/rage";
       age.secrets.wifi.file = ageFile;
     };
   };

@@ -324,6 +324,7 @@ let
     agenix-password = {
       imports = [ (compatConfigs.agenix-tutorial.config) ../compat/agenix.nix ];
       age.secrets.other.file = tokenFile;
+      age.ageBin = "/nix/store/00000000000000000000000000000000-rage-0.11/bin/rage";
     };
     agenix-password-userborn = {
       imports = [ (compatConfigs.agenix-tutorial-userborn.config) ../compat/agenix.nix ];
