@@ -21,6 +21,7 @@ type compatFacts struct {
 	Snippets         []string                `json:"snippets"`
 	UnitAfter        []string                `json:"unitAfter"`
 	UsersBy          string                  `json:"usersBy"`
+	UnitNames        []string                `json:"unitNames"`
 }
 
 type outputFacts struct {
@@ -120,6 +121,11 @@ func TestCompatMatchesUpstream(t *testing.T) {
 			for _, snippet := range orderedAgainst {
 				if slices.Contains(want.Snippets, snippet) && !slices.Contains(got.Snippets, snippet) {
 					t.Errorf("no activation snippet %q for other modules to order against (snippets %v)", snippet, got.Snippets)
+				}
+			}
+			for _, name := range want.UnitNames {
+				if !slices.Contains(got.UnitNames, name) {
+					t.Errorf("no unit %s.service for units to order against (secretd.service's names %v)", name, got.UnitNames)
 				}
 			}
 			for _, after := range want.UnitAfter {

@@ -202,6 +202,9 @@ in
       ) cfg.secrets;
     };
 
+    # The unit name agenix has with systemd-sysusers or userborn, which units order against.
+    systemd.services.secretd.aliases = lib.mkIf (!classic) [ "agenix-install-secrets.service" ];
+
     # The snippet names agenix gives other modules to order against: agenixInstall (secrets
     # needed for users decrypted) and agenix (all done). With secretd the other secrets are
     # activated by secretd.service, which starts before sysinit.target.

@@ -354,6 +354,10 @@ in
         ++ lib.optional (lib.sort lib.lessThan cfg.log != [ "keyImport" "secretChanges" ]) "sops.log is ignored: secretd always logs which identities it uses and which secrets changed (by name, never their values)."
         ++ lib.optional (cfg.gnupg.package != null) "sops.gnupg.package is ignored: secretd does not use GnuPG.";
 
+      # The unit names sops-nix has with systemd activation, which units order against
+      # (after = [ "sops-install-secrets.service" ]).
+      systemd.services.secretd.aliases = lib.mkIf useSystemd [ "sops-install-secrets.service" ];
+
       # The snippet names sops-nix gives other modules to order against. With secretd the
       # secrets are activated by secretd.service, which starts before sysinit.target.
       system.activationScripts = lib.mkMerge [

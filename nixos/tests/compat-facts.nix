@@ -100,6 +100,9 @@ let
       snippets = extraSnippets config;
       unitAfter = sorted unitAfter;
       inherit (config) warnings;
+      # Every unit name others can order against: the activation unit's names.
+      unitNames = lib.attrNames (lib.filterAttrs (n: _: lib.elem n [ "sops-install-secrets" "agenix-install-secrets" ]) config.systemd.services)
+        ++ map (lib.removeSuffix ".service") (config.systemd.services.secretd.aliases or [ ]);
       usersBy = if usersUnit config == null then "activation script" else usersUnit config;
     };
 in

@@ -36,6 +36,7 @@ let
         type = types.str;
         default = "";
       };
+      aliases = listOfUnits;
       wantedBy = listOfUnits;
       requiredBy = listOfUnits;
       wants = listOfUnits;
