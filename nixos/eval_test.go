@@ -41,6 +41,7 @@ type evalReport struct {
 	UnitTexts            map[string]string        `json:"unitTexts"`
 	ActivationScripts    map[string]activationRun `json:"activationScripts"`
 	SystemPackages       []string                 `json:"systemPackages"`
+	Warnings             []string                 `json:"warnings"`
 }
 
 type unit struct {
@@ -736,5 +737,15 @@ func TestCrossValidation(t *testing.T) {
 	}
 	if r := evalGood(t, "empty"); !strings.HasPrefix(r.CheckCommand, stubBinary+" check") {
 		t.Errorf("a native system checks its manifest with %q, want its own secretd", r.CheckCommand)
+	}
+}
+
+func TestLatePasswordFileWarns(t *testing.T) {
+	r := evalGood(t, "late-password")
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `secretd.secrets."bob-password" is a user's hashedPasswordFile but not neededForUsers`) {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	if r := evalGood(t, "realistic"); len(r.Warnings) != 0 {
+		t.Errorf("a neededForUsers password file draws warnings %q", r.Warnings)
 	}
 }

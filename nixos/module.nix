@@ -517,6 +517,10 @@ let
     }) s.services
   ) allSecrets;
 
+  passwordFiles = lib.filter (f: f != null) (
+    lib.mapAttrsToList (_: u: u.hashedPasswordFile or null) config.users.users
+  );
+
   # Assertions.
 
   # A service in `services` must be declared by something else than this module, which only
@@ -888,6 +892,14 @@ in
         ++ credentialAssertions;
 
         environment.systemPackages = [ cfg.package ];
+
+        # A password file that only secretd.service writes is not there when users are created
+        # at boot.
+        warnings = lib.concatMap (
+          s:
+          lib.optional (!s.neededForUsers && lib.elem s.path passwordFiles)
+            "secretd.secrets.\"${s.name}\" is a user's hashedPasswordFile but not neededForUsers: at boot users are created before secretd.service writes it. Set neededForUsers = true."
+        ) allSecrets;
 
         # It always runs, even with nothing declared, so that removing the last secret also
         # removes it from /run/secrets.

@@ -330,6 +330,24 @@ let
       imports = [ (compatConfigs.agenix-tutorial-userborn.config) ../compat/agenix.nix ];
     };
 
+    # A password file written only after users are created draws a warning.
+    late-password =
+      { config, ... }:
+      {
+        services.openssh.enable = true;
+        users.users.bob = {
+          isNormalUser = true;
+          hashedPasswordFile = config.secretd.secrets.bob-password.path;
+        };
+        secretd = {
+          enable = true;
+          secrets.bob-password = {
+            file = sopsFile;
+            key = "flag";
+          };
+        };
+      };
+
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
       services.openssh.enable = true;
@@ -575,6 +593,7 @@ let
       manifestFileForUsers = toString config.secretd.manifestFileForUsers;
       checkCommand = config.secretd.manifestFile.buildCommand or null;
       placeholders = config.secretd.placeholder;
+      inherit (config) warnings;
       credentialNames = lib.mapAttrs (_: s: s.credentialName) config.secretd.secrets;
       secretPaths = lib.mapAttrs (_: s: s.path) config.secretd.secrets;
       units = lib.mapAttrs (_: u: {
