@@ -221,6 +221,7 @@ func TestAgenixPasswordFile(t *testing.T) {
 		t.Errorf("for-users manifest: dir %s mount %s secrets %d, want /run/agenix, /run/agenix.d and the password only", forUsers.SecretsDir, forUsers.MountPoint, len(forUsers.Secrets))
 	}
 	snippet := r.ActivationScripts["secretd-for-users"].Text
+	bashParses(t, "secretd-for-users", snippet)
 	if !strings.Contains(snippet, "elif [ -e /run/agenix ]") {
 		t.Errorf("the snippet activates the password alone even when /run/agenix exists:\n%s", snippet)
 	}

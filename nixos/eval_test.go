@@ -440,6 +440,7 @@ func TestClassicUserCreation(t *testing.T) {
 	if !slices.Equal(snippet.Deps, []string{"specialfs"}) {
 		t.Errorf("snippet deps %v, want [specialfs] (it needs /run)", snippet.Deps)
 	}
+	bashParses(t, "secretd-for-users", snippet.Text)
 	wantRun := stubBinary + " activate --for-users --manifest " + stubManifestForUser
 	if !strings.Contains(snippet.Text, wantRun) {
 		t.Errorf("snippet does not run %q:\n%s", wantRun, snippet.Text)
@@ -747,5 +748,19 @@ func TestLatePasswordFileWarns(t *testing.T) {
 	}
 	if r := evalGood(t, "realistic"); len(r.Warnings) != 0 {
 		t.Errorf("a neededForUsers password file draws warnings %q", r.Warnings)
+	}
+}
+
+// bashParses fails when an activation snippet is not valid bash (the activation script is).
+func bashParses(t *testing.T, name, text string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	cmd := exec.Command(bash, "-n")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("snippet %s is not valid bash: %v\n%s\n%s", name, err, out, text)
 	}
 }

@@ -506,7 +506,13 @@ let
     ++ lib.optional networkdReadsSecrets "systemd-networkd.service"
   );
 
-  forUsersCommand = "${cfg.package}/bin/secretd activate --for-users --manifest ${cfg.manifestFileForUsers}";
+  # What the units get from `path` and `environment`, for the activation snippets.
+  snippetEnv = lib.concatStringsSep " " (
+    lib.optional (cfg.plugins != [ ]) "PATH=${lib.makeBinPath cfg.plugins}\${PATH:+:$PATH}"
+    ++ lib.mapAttrsToList (n: v: "${n}=${lib.escapeShellArg v}") cfg.environment
+  );
+  secretdCommand = lib.optionalString (snippetEnv != "") "${snippetEnv} " + "${cfg.package}/bin/secretd activate";
+  forUsersCommand = "${secretdCommand} --for-users --manifest ${cfg.manifestFileForUsers}";
 
   # Services that load a secret as a credential.
   credentialUsers = lib.concatMap (
@@ -918,7 +924,7 @@ in
           supportsDryActivation = true;
           text = ''
             if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
-              ${cfg.package}/bin/secretd activate --dry-run --manifest ${cfg.manifestFile} || true
+              ${secretdCommand} --dry-run --manifest ${cfg.manifestFile} || true
             fi
           '';
         };
@@ -949,12 +955,19 @@ in
           # boot activates these secrets alone (see secretd-for-users.service).
           text = ''
             if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
-              ${forUsersCommand} --dry-run || true
-            ${lib.optionalString sharedForUsersDir ''elif [ -e ${cfg.secretsDir} ]; then
-              : secrets needed for users are already in ${cfg.secretsDir}''}
+              ${
+                # In a shared directory the `secretd` snippet's dry run covers these secrets.
+                if sharedForUsersDir then ":" else "${forUsersCommand} --dry-run || true"
+              }
+          ''
+          + lib.optionalString sharedForUsersDir ''
+            elif [ -e ${cfg.secretsDir} ]; then
+              : secrets needed for users are already in ${cfg.secretsDir}
+          ''
+          + ''
             else
               echo "activating secrets needed to create users..."
-              PATH=${lib.makeBinPath cfg.plugins}''${PATH:+:$PATH} ${forUsersCommand} --no-signal
+              ${forUsersCommand} --no-signal
             fi
           '';
         };
