@@ -340,7 +340,7 @@ const (
 
 const (
 	secretKeys   = keyName | keyFile | keyFormat | keyKey | outputKeys
-	templateKeys = keyName | keyContent | outputKeys
+	templateKeys = keyName | keyContent | keyFile | outputKeys
 	outputKeys   = keyOwner | keyGroup | keyUID | keyGID | keyMode | keyPath | keyRestartUnits | keyReloadUnits
 )
 
@@ -383,16 +383,17 @@ func (d *decoder) element(depth int, s *Secret, t *Template) (e element) {
 		typ     string
 		allowed uint16
 		name    *string
+		file    *string
 		o       *Ownership
 		path    *string
 		cons    *Consumers
 	)
 	if s != nil {
 		typ, allowed = "manifest.Secret", secretKeys
-		name, o, path, cons = &s.Name, &s.Ownership, &s.Path, &s.Consumers
+		name, file, o, path, cons = &s.Name, &s.File, &s.Ownership, &s.Path, &s.Consumers
 	} else {
 		typ, allowed = "manifest.Template", templateKeys
-		name, o, path, cons = &t.Name, &t.Ownership, &t.Path, &t.Consumers
+		name, file, o, path, cons = &t.Name, &t.File, &t.Ownership, &t.Path, &t.Consumers
 	}
 	switch c := d.beginValue(); c {
 	case 'n':
@@ -432,7 +433,7 @@ func (d *decoder) element(depth int, s *Secret, t *Template) (e element) {
 		case bit == keyName:
 			d.stringValue(name, "name", depth+1)
 		case bit == keyFile:
-			d.stringValue(&s.File, "file", depth+1)
+			d.stringValue(file, "file", depth+1)
 		case bit == keyFormat:
 			d.stringValue(&s.Format, "format", depth+1)
 		case bit == keyKey:

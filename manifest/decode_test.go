@@ -106,9 +106,9 @@ func TestDecodeErrorTexts(t *testing.T) {
 				"\n  secrets[4].reloadUnits: expected string, got JSON object\n  templates[0].content: expected string, got JSON number" +
 				"\n  templates[1].mode: expected string, got JSON number"},
 		{"element keys before types", top + `"secrets": [{"mode": 1, "Mode": "0400"}, {"mode": "0400", "mode": "0400"}, {"uid": 1, "file": 2}],` +
-			` "templates": [{"name": "t", "content": "", "file": "/x"}]}`,
+			` "templates": [{"name": "t", "content": "", "format": "yaml"}]}`,
 			"4 problems:\n  secrets[0]: unknown field \"Mode\"\n  secrets[1]: field \"mode\" appears twice" +
-				"\n  secrets[2].file: expected string, got JSON number\n  templates[0]: unknown field \"file\""},
+				"\n  secrets[2].file: expected string, got JSON number\n  templates[0]: unknown field \"format\""},
 		{"element type error after the key check passed", top + `"secrets": [{"name": "a", "file": "/a", "key": true}]}`,
 			"secrets[0].key: expected string, got JSON bool"},
 	} {

@@ -202,6 +202,25 @@ func equalJSON(t *testing.T, a, b any) bool {
 	return string(ja) == string(jb)
 }
 
+// TestTemplateFile: a sops-nix template whose file is a derivation is handed to secretd by
+// path (no import from derivation), with every secret's placeholder declared; a
+// pkgs.writeText's text is taken as content.
+func TestTemplateFile(t *testing.T) {
+	r := evalGood(t, "template-file")
+	m := decodeManifest(t, r.Manifest)
+	app := templateByName(t, m, "app.ini")
+	if app.File != "/nix/store/00000000000000000000000000000000-app.ini" || app.Content != "" {
+		t.Errorf("app.ini: file %q content %q, want the derivation's path and no content", app.File, app.Content)
+	}
+	tok := m.Placeholders["github/oauth_token"]
+	if tok == "" {
+		t.Errorf("placeholders %v: the file's placeholders are unknown, so every secret's must be declared", m.Placeholders)
+	}
+	if inline := templateByName(t, m, "inline.conf"); inline.File != "" || inline.Content != "token="+tok {
+		t.Errorf("inline.conf: file %q content %q", inline.File, inline.Content)
+	}
+}
+
 // TestAgenixPasswordFile: the password secret of agenix's tutorial is activated into
 // /run/agenix before users only when /run/agenix does not exist yet (a boot), so that a switch
 // never replaces the live secrets with a generation holding just the password; secretd.service

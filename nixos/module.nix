@@ -244,9 +244,20 @@ let
               password = ''${config.secretd.placeholder."db/password"}
             '''
           '';
+          default = "";
           description = ''
             Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
             that secret's value when secrets are activated.
+          '';
+        };
+        file = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
+          description = ''
+            A file holding the text instead of `content`, such as a derivation: secretd reads it
+            when it loads the manifest, so evaluating the configuration never builds it (no
+            import from derivation).
           '';
         };
         path = mkOption {
@@ -316,6 +327,7 @@ let
     {
       inherit (t) name content;
     }
+    // lib.optionalAttrs (t.file != null) { file = "${t.file}"; }
     // ownershipEntry t
     // linkEntry t.path (renderedLocationOf t) true
     // consumersEntry t.restartUnits t.reloadUnits;
@@ -328,7 +340,13 @@ let
       templates,
     }:
     let
-      used = lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
+      # Which placeholders a template file holds is not known without building it: then
+      # every secret's is declared.
+      used =
+        if lib.any (t: t.file != null) templates then
+          secrets
+        else
+          lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
       placeholders = lib.listToAttrs (map (s: lib.nameValuePair s.name (placeholderOf s.name)) used);
     in
     {

@@ -325,13 +325,18 @@ in
           ownershipOf t
           // {
             inherit (t) name path;
+            # A file of the configuration or a pkgs.writeText is read now; another derivation
+            # is read by secretd, so that evaluation does not build it.
             content =
               if t.file == null then
                 t.content
               else if t.file ? text then
                 t.file.text
+              else if lib.isDerivation t.file then
+                ""
               else
                 builtins.readFile t.file;
+            file = if lib.isDerivation t.file && !(t.file ? text) then t.file else null;
           }
         ) cfg.templates;
       };

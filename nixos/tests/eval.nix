@@ -348,6 +348,18 @@ let
         };
       };
 
+    # Template text from a derivation: secretd reads the file, evaluation builds nothing.
+    template-file =
+      { config, ... }:
+      {
+        imports = [ ../compat/sops.nix ];
+        services.openssh.enable = true;
+        sops.defaultSopsFile = sopsFile;
+        sops.secrets."github/oauth_token" = { };
+        sops.templates."app.ini".file = pkgs.stub "app.ini";
+        sops.templates."inline.conf".file = pkgs.writeText "inline.conf" "token=${config.sops.placeholder."github/oauth_token"}";
+      };
+
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
       services.openssh.enable = true;
