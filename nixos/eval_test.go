@@ -697,6 +697,9 @@ func TestEarlyReaders(t *testing.T) {
 	if !slices.Contains(before, "systemd-networkd.service") {
 		t.Errorf("secretd: not before systemd-networkd.service, which reads a WireGuard key from it (before %v)", before)
 	}
+	if slices.Contains(before, "wireguard-*") {
+		t.Errorf("secretd: before the pattern wireguard-*, which NixOS refuses as a unit name")
+	}
 	if slices.Contains(before, "late-reader.service") {
 		t.Errorf("secretd: before late-reader.service, which starts after sysinit.target anyway")
 	}

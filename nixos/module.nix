@@ -517,12 +517,16 @@ let
   ) (lib.attrValues (config.systemd.network.netdevs or { }));
   networkdReadsSecrets = lib.any readsSecret networkdKeyFiles;
 
-  consumerUnits = lib.unique (
+  # Only whole unit names can be ordered against (NixOS's unitNameType); a pattern such as
+  # "wireguard-*" cannot.
+  isUnitName =
+    u: builtins.match "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)" u != null;
+  consumerUnits = lib.filter isUnitName (lib.unique (
     lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (mainSecrets ++ templates)
     ++ map (u: "${u.unit}.service") credentialUsers
     ++ map (n: "${n}.service") earlyReaders
     ++ lib.optional networkdReadsSecrets "systemd-networkd.service"
-  );
+  ));
 
   # What the units get from `path` and `environment`, for the activation snippets.
   snippetEnv = lib.concatStringsSep " " (

@@ -279,7 +279,11 @@ let
           secrets.wg-key.file = tokenFile;
           secrets.token = {
             file = tokenFile;
-            restartUnits = [ "app.service" ];
+            # A pattern is no unit to order against (secretd check refuses it later).
+            restartUnits = [
+              "app.service"
+              "wireguard-*"
+            ];
           };
         };
         systemd.services.wg-setup = {

@@ -21,8 +21,11 @@ let
       if lib.all lib.isList values then lib.concatLists values else lib.mergeEqualOption loc defs;
   };
 
+  # systemd-lib.nix's unitNameType: dependencies name whole units.
+  unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+
   listOfUnits = mkOption {
-    type = types.listOf types.str;
+    type = types.listOf unitNameType;
     default = [ ];
   };
 
