@@ -291,7 +291,7 @@ in
     gnupg.package = mkOption {
       type = types.nullOr types.package;
       default = null;
-      description = "The gnupg whose gpg reads `gnupg.home`.";
+      description = "Ignored: secretd does not use GnuPG.";
     };
   };
 
@@ -400,6 +400,9 @@ in
       ];
     })
 
-    { system.build.sops-nix-manifest = config.secretd.manifestFile; }
+    {
+      system.build.sops-nix-manifest = config.secretd.manifestFile;
+      system.build.sops-nix-users-manifest = config.secretd.manifestFileForUsers;
+    }
   ];
 }
