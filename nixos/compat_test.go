@@ -1,7 +1,9 @@
 package nixos_test
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,5 +254,58 @@ func TestAgenixPasswordFile(t *testing.T) {
 	u, ok := r.Units["secretd-for-users"]
 	if !ok || u.UnitConfig["ConditionPathExists"] != "!/run/agenix" || !slices.Contains(u.Before, "userborn.service") {
 		t.Errorf("secretd-for-users.service: present %v, condition %v, before %v", ok, u.UnitConfig["ConditionPathExists"], u.Before)
+	}
+}
+
+// TestSopsOptions: sops-nix options without a secretd counterpart of the same name each get
+// their meaning here, or a warning saying what is ignored.
+func TestSopsOptions(t *testing.T) {
+	var r struct {
+		FailedAssertions []string `json:"failedAssertions"`
+		Warnings         []string `json:"warnings"`
+		SopsFileHash     string   `json:"sopsFileHash"`
+		ManifestBuild    string   `json:"manifestBuild"`
+		KeepGenerations  int      `json:"keepGenerations"`
+		GenerateKey      struct {
+			Deps []string `json:"deps"`
+			Text string   `json:"text"`
+		} `json:"generateKey"`
+		SnippetDeps map[string][]string `json:"snippetDeps"`
+		Unit        struct {
+			Environment map[string]string `json:"environment"`
+			Path        []string          `json:"path"`
+		} `json:"unit"`
+	}
+	evalCase(t, "sops-options", &r)
+	if len(r.FailedAssertions) > 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	fixture, err := os.ReadFile(filepath.Join(repoRoot(t), "nixos", "tests", "fixtures", "secrets.sops.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256(fixture)); r.SopsFileHash != want {
+		t.Errorf("sopsFileHash %q, want the file's SHA-256 %q", r.SopsFileHash, want)
+	}
+	if r.ManifestBuild != stubManifest {
+		t.Errorf("system.build.sops-nix-manifest is %q, want secretd's checked manifest", r.ManifestBuild)
+	}
+	if r.KeepGenerations != 0 {
+		t.Errorf("keepGenerations %d, want sops-nix's 0 (never prune)", r.KeepGenerations)
+	}
+	if !strings.Contains(r.GenerateKey.Text, "age-keygen -o /var/lib/sops-nix/key.txt") || !strings.Contains(r.GenerateKey.Text, "if [[ ! -f /var/lib/sops-nix/key.txt ]]") {
+		t.Errorf("generate-age-key does not create a missing key file:\n%s", r.GenerateKey.Text)
+	}
+	bashParses(t, "generate-age-key", r.GenerateKey.Text)
+	if !slices.Contains(r.SnippetDeps["setupSecrets"], "secretd") {
+		t.Errorf("setupSecrets deps %v: modules ordered after it expect secretd's snippet done", r.SnippetDeps["setupSecrets"])
+	}
+	if r.Unit.Environment["SOPS_AGE_KEY_CMD"] != "true" || len(r.Unit.Path) != 1 || !strings.HasSuffix(r.Unit.Path[0], "-age-plugin-yubikey") {
+		t.Errorf("unit environment %v path %v, want sops.environment and sops.age.plugins", r.Unit.Environment, r.Unit.Path)
+	}
+	for _, option := range []string{"sops.package", "sops.validationPackage", "sops.useTmpfs", "sops.useSystemdActivation", "sops.log", "sops.gnupg.package"} {
+		if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.HasPrefix(w, option+" ") }) {
+			t.Errorf("no warning about %s: %q", option, r.Warnings)
+		}
 	}
 }

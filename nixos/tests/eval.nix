@@ -635,7 +635,40 @@ let
       systemPackages = map toString config.environment.systemPackages;
     };
 in
-if case == "flake-modules" then
+if case == "sops-options" then
+  # Every sops-nix option that has no counterpart set at once: what each becomes.
+  let
+    config = evaluate {
+      imports = [ ../compat/sops.nix ];
+      services.openssh.enable = true;
+      sops = {
+        defaultSopsFile = sopsFile;
+        secrets.flag = { };
+        age.keyFile = "/var/lib/sops-nix/key.txt";
+        age.generateKey = true;
+        age.plugins = [ pkgs.age-plugin-yubikey ];
+        environment.SOPS_AGE_KEY_CMD = "true";
+        log = [ "keyImport" ];
+        useTmpfs = true;
+        useSystemdActivation = false;
+        package = pkgs.stub "sops-install-secrets";
+        validationPackage = pkgs.stub "sops-install-secrets";
+        gnupg.package = pkgs.gnupg;
+        keepGenerations = 0;
+      };
+    };
+  in
+  {
+    failedAssertions = failedAssertions config;
+    inherit (config) warnings;
+    sopsFileHash = config.sops.secrets.flag.sopsFileHash;
+    manifestBuild = toString config.system.build.sops-nix-manifest;
+    inherit (config.secretd.manifest) keepGenerations;
+    generateKey = config.system.activationScripts.generate-age-key;
+    snippetDeps = lib.mapAttrs (_: s: s.deps or [ ]) config.system.activationScripts;
+    unit = { inherit (config.systemd.services.secretd) environment; path = map toString config.systemd.services.secretd.path; };
+  }
+else if case == "flake-modules" then
   # The default module next to both compatibility modules, as users add them.
   report (evaluateFlakeModules {
     imports = with flake.nixosModules; [
