@@ -38,7 +38,10 @@ type Options struct {
 	// ForUsers writes root-owned secrets without reading the user database, for secrets needed
 	// before users exist.
 	ForUsers bool
-	Log      *zap.Logger
+	// User activates the calling user's own secrets: generations go to a private directory on
+	// the user's runtime tmpfs, where no ramfs can be mounted.
+	User bool
+	Log  *zap.Logger
 	// Accounts resolves owners; nil reads the host's user database.
 	Accounts Accounts
 	// Connect reaches systemd; nil signals no unit.
@@ -90,7 +93,7 @@ func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, e
 	if err != nil {
 		return nil, err
 	}
-	store := ramfs.Store{Root: m.MountPoint}
+	store := ramfs.Store{Root: m.MountPoint, User: opts.User}
 	plan := &Plan{Manifest: opts.ManifestPath, SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Outputs: outputs}
 	liveGen, hasLive, err := store.Live(m.SecretsDir)
 	if err != nil {
@@ -432,7 +435,7 @@ func staleLinks(previous *State, interrupted *pending, outputs []Output) []strin
 // cleanLeftovers removes what a killed run left: unfinished generations and temporary symlinks
 // beside secretsDir and beside every path symlink it may have been making.
 func cleanLeftovers(m *manifest.Manifest, store ramfs.Store, outputs []Output, previous *State, interrupted *pending, log *zap.Logger) error {
-	if ok, _ := ramfs.IsRamfs(m.MountPoint); ok {
+	if store.Ready() {
 		removed, err := store.CleanLeftovers()
 		if err != nil {
 			return fmt.Errorf("removing leftovers of an interrupted run: %w", err)
@@ -525,7 +528,7 @@ func checkParent(dir string) error {
 const parallelWriteMin = 128
 
 func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, map[string]ramfs.FileInfo, error) {
-	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
+	if err := store.Ensure(); err != nil {
 		return 0, nil, err
 	}
 	next, err := store.Next()

@@ -71,3 +71,20 @@ func EnsureUserStore(dir string) error {
 func IsUserStore(dir string) bool {
 	return checkPrivateDir("mount point", dir, os.Geteuid(), 0) == nil
 }
+
+// Ensure makes Root ready to hold generations: EnsureMounted, or EnsureUserStore for a user.
+func (s Store) Ensure() error {
+	if s.User {
+		return EnsureUserStore(s.Root)
+	}
+	return EnsureMounted(s.Root)
+}
+
+// Ready reports whether Root already is what Ensure makes it.
+func (s Store) Ready() bool {
+	if s.User {
+		return IsUserStore(s.Root)
+	}
+	ok, _ := IsRamfs(s.Root)
+	return ok
+}
