@@ -30,6 +30,7 @@ type homeReport struct {
 	SecretPaths      map[string]string         `json:"secretPaths"`
 	TemplatePaths    map[string]string         `json:"templatePaths"`
 	Units            map[string]map[string]any `json:"units"`
+	UnitTexts        map[string]string         `json:"unitTexts"`
 	Activation       map[string]struct {
 		After  []string `json:"after"`
 		Before []string `json:"before"`
@@ -153,6 +154,7 @@ func TestHomeManagerUnit(t *testing.T) {
 	if got := unit("Unit", "X-Restart-Triggers"); !equalAny(got, r.ManifestFile) {
 		t.Errorf("X-Restart-Triggers %v, want the manifest", got)
 	}
+	verifyUserUnit(t, "secretd.service", r.UnitTexts["secretd"])
 	a, ok := r.Activation["secretd"]
 	if !ok || !slices.Equal(a.After, []string{"reloadSystemd"}) || !strings.Contains(a.Data, "run /run/current-system/sw/bin/systemctl --user restart secretd.service") || !strings.Contains(a.Data, "is-system-running") {
 		t.Errorf("home.activation.secretd = %+v; want a restart of the unit after reloadSystemd when the user's manager runs", a)
@@ -302,5 +304,28 @@ func regenerateUpstream(t *testing.T, goldenPath string) {
 	}
 	if err := os.WriteFile(goldenPath, append(data, '\n'), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// verifyUserUnit runs systemd-analyze --user verify on a user unit, with ExecStart pointed at
+// an existing binary, and fails on any complaint.
+func verifyUserUnit(t *testing.T, name, text string) {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Logf("systemd-analyze not found, %s not verified", name)
+		return
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, stubBinary, "/bin/true")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(analyze, "--user", "verify", "--man=no", path)
+	// A user manager, even the one verify loads, needs a runtime directory.
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze --user verify %s: %v\n%s\n%s", name, err, out, text)
 	}
 }

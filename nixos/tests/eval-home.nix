@@ -182,6 +182,22 @@ let
       ];
     }).config;
 
+  # The unit file home-manager writes from a user unit's sections: key=value lines, a list as
+  # the key repeated, nulls, empty lists and empty sections left out.
+  renderUnit =
+    unit:
+    lib.generators.toINI {
+      listsAsDuplicateKeys = true;
+      mkKeyValue =
+        k: v:
+        "${k}=${
+          if builtins.isBool v then
+            (if v then "true" else "false")
+          else
+            toString v
+        }";
+    } (lib.filterAttrs (_: s: s != { }) (lib.mapAttrs (_: lib.filterAttrs (_: v: v != null && v != [ ])) unit));
+
   failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 
   report = config: {
@@ -194,6 +210,7 @@ let
     secretPaths = lib.mapAttrs (_: s: s.path) config.secretd.secrets;
     templatePaths = lib.mapAttrs (_: t: t.path) config.secretd.templates;
     units = config.systemd.user.services;
+    unitTexts = lib.mapAttrs (_: renderUnit) config.systemd.user.services;
     activation = config.home.activation;
     packages = map toString config.home.packages;
   };
