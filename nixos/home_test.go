@@ -329,3 +329,27 @@ func verifyUserUnit(t *testing.T, name, text string) {
 		t.Errorf("systemd-analyze --user verify %s: %v\n%s\n%s", name, err, out, text)
 	}
 }
+
+// TestGoldenUserUnit keeps vmtest/golden/secretd-user.service, the user unit the VM test runs
+// for a lingering user, equal to what nixos/home-manager.nix renders (-update rewrites it).
+func TestGoldenUserUnit(t *testing.T) {
+	r := evalHomeGood(t, "home")
+	text := r.UnitTexts["secretd"]
+	if strings.Contains(text, "/nix/store") {
+		t.Errorf("the user unit names a store path: the VM has none")
+	}
+	path := filepath.Join(repoRoot(t), "vmtest", "golden", "secretd-user.service")
+	if *updateGolden {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	have, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./nixos -run Golden -update)", err)
+	}
+	if string(have) != text {
+		t.Errorf("vmtest/golden/secretd-user.service differs from what nixos/home-manager.nix renders (run go test ./nixos -run Golden -update):\n--- golden\n%s\n--- rendered\n%s", have, text)
+	}
+}

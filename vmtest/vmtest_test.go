@@ -320,7 +320,7 @@ func imageRecipe(t *testing.T, here string) vm.ImageRecipe {
 	return vm.ImageRecipe{
 		Suite:     "bookworm",
 		Variant:   "minbase",
-		Packages:  []string{"systemd", "systemd-sysv", "dbus", "openssh-client"},
+		Packages:  []string{"systemd", "systemd-sysv", "dbus", "libpam-systemd", "openssh-client"},
 		Customize: readFile(t, filepath.Join(here, "testdata/image/customize.sh")),
 		SizeMiB:   1024,
 		Mirror:    os.Getenv("SECRETD_VMTEST_MIRROR"),

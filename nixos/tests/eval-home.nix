@@ -33,9 +33,10 @@ let
     age = drv "age" "/nix/store/00000000000000000000000000000000-age";
     systemd = drv "systemd" "/nix/store/00000000000000000000000000000000-systemd";
     writeText = name: text: drv name "/nix/store/00000000000000000000000000000000-${name}" // { inherit text; };
+    # A checked manifest is where the VM test installs it: /etc/secretd/user-manifest.json.
     runCommand =
       name: env: buildCommand:
-      drv name "/nix/store/11111111111111111111111111111111-${name}" // { inherit env buildCommand; };
+      drv name "/etc/secretd/${lib.removePrefix "secretd-" name}" // { inherit env buildCommand; };
     # What sops-nix's and agenix's own modules use, for the upstream cases.
     writeTextFile = a: drv a.name "/nix/store/00000000000000000000000000000000-${a.name}";
     writeShellScript = name: _: drv name "/nix/store/00000000000000000000000000000000-${name}";
