@@ -209,6 +209,13 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 		},
 	})
 
+	// ~/.config/git is the user's own link into a dotfiles checkout: followed, as it is theirs.
+	h.userFile("dotfiles/git/config", "[include]\n", 0o644)
+	if err := os.Symlink(filepath.Join(h.home, "dotfiles/git"), filepath.Join(h.home, ".config/git")); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(filepath.Join(h.home, ".config/git"), nobody, nobody)
+
 	if _, stderr, code := h.secretd("check", "--user", "--manifest", manifestPath); code != 0 {
 		t.Fatalf("check --user: exit %d\n%s", code, stderr)
 	}
@@ -241,7 +248,7 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 	}
 	assertOwnedFile(t, filepath.Join(secrets, "github/oauth_token"), 0o400, userToken)
 	assertOwnedFile(t, filepath.Join(h.home, ".npmrc"), 0o600, "//registry.npmjs.org/:_authToken="+userNpmToken)
-	assertOwnedFile(t, filepath.Join(h.home, ".config/git/secrets.inc"), 0o440, strings.ReplaceAll(gitconfig, placeholder, userToken))
+	assertOwnedFile(t, filepath.Join(h.home, "dotfiles/git/secrets.inc"), 0o440, strings.ReplaceAll(gitconfig, placeholder, userToken))
 	if target, _ := os.Readlink(filepath.Join(h.home, ".npmrc")); target != filepath.Join(secrets, "npmrc") {
 		t.Errorf("~/.npmrc -> %q; want a symlink into the secrets directory", target)
 	}
