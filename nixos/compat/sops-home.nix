@@ -179,8 +179,9 @@ in
       default = { };
       description = "Environment variables of the activation unit.";
     };
+    # Paths given as Nix paths are kept as strings, never copied into the store.
     age.keyFile = mkOption {
-      type = types.nullOr types.str;
+      type = types.nullOr (types.either types.str types.path);
       default = null;
       description = "An age identity file that decrypts the secrets.";
     };
@@ -220,7 +221,7 @@ in
         secretsDir = lib.mkDefault cfg.defaultSymlinkPath;
         mountPoint = lib.mkDefault cfg.defaultSecretsMountPoint;
         identityPaths = lib.mkDefault (
-          lib.optional (cfg.age.keyFile != null) cfg.age.keyFile ++ map toString cfg.age.sshKeyPaths
+          map toString (lib.optional (cfg.age.keyFile != null) cfg.age.keyFile ++ cfg.age.sshKeyPaths)
         );
         keepGenerations = lib.mkDefault (lib.max 1 cfg.keepGenerations);
         checkManifest = lib.mkDefault cfg.validateSopsFiles;
