@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +15,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"filippo.io/age/agessh"
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
 	"github.com/secretd/secretd/internal/testns"
@@ -30,6 +35,7 @@ type userHost struct {
 	base, bin         string
 	runtime, home     string
 	keys, sopsKeyFile *age.X25519Identity
+	sshRecipient      age.Recipient
 	env               []string
 }
 
@@ -64,6 +70,22 @@ func newUserHost(t *testing.T) *userHost {
 	h.sopsKeyFile, _ = age.GenerateX25519Identity()
 	h.userFile(".config/sops/age/keys.txt", "# created: by a test\n"+h.keys.String()+"\n", 0o600)
 	h.userFile("keys/other.txt", h.sopsKeyFile.String()+"\n", 0o600)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.userFile(".ssh/id_ed25519", string(pem.EncodeToMemory(block)), 0o600)
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.sshRecipient, err = agessh.NewEd25519Recipient(sshPub); err != nil {
+		t.Fatal(err)
+	}
 	h.env = []string{
 		"PATH=/usr/bin:/bin", "HOME=" + h.home, "XDG_RUNTIME_DIR=" + h.runtime,
 		"SOPS_AGE_KEY_FILE=" + filepath.Join(h.home, "keys/other.txt"),
@@ -110,9 +132,13 @@ func (h *userHost) userFile(rel, content string, mode os.FileMode) string {
 
 // encrypt writes an age file under enc/ that nobody may read.
 func (h *userHost) encrypt(name, content string, to *age.X25519Identity) string {
+	return h.encryptTo(name, content, to.Recipient())
+}
+
+func (h *userHost) encryptTo(name, content string, to age.Recipient) string {
 	h.t.Helper()
 	var buf bytes.Buffer
-	w, err := age.Encrypt(&buf, to.Recipient())
+	w, err := age.Encrypt(&buf, to)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -190,6 +216,7 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 
 	docs := h.encrypt("secrets.yaml.age", "github:\n  oauth_token: "+userToken+"\nnpmrc: //registry.npmjs.org/:_authToken="+userNpmToken+"\n", h.keys)
 	token := h.encrypt("token.age", "first", h.sopsKeyFile)
+	sshFile := h.encryptTo("ssh.age", "via-ssh-key", h.sshRecipient)
 	placeholder := "<SECRETD:0f1e:github/oauth_token>"
 	gitconfig := "[url \"https://oauth2:" + placeholder + "@github.com/\"]\n\tinsteadOf = https://github.com/\n"
 	manifestPath := h.writeManifest(map[string]any{
@@ -197,11 +224,13 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 		"identities": []string{
 			filepath.Join(h.home, ".config/sops/age/keys.txt"),
 			filepath.Join(h.home, ".ssh/id_ed25519"),
+			filepath.Join(h.home, ".ssh/id_rsa"),
 		},
 		"secrets": []map[string]any{
 			{"name": "github/oauth_token", "file": docs, "format": "yaml", "key": "github/oauth_token"},
 			{"name": "npmrc", "file": docs, "format": "yaml", "key": "npmrc", "mode": "0600", "path": filepath.Join(h.home, ".npmrc")},
 			{"name": "sync-token", "file": token, "restartUnits": []string{"git-sync.service"}},
+			{"name": "ssh-token", "file": sshFile},
 		},
 		"placeholders": map[string]string{"github/oauth_token": placeholder},
 		"templates": []map[string]any{
@@ -223,7 +252,7 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("activate --user: exit %d\n%s", code, stderr)
 	}
-	for _, secret := range []string{userToken, userNpmToken, "first"} {
+	for _, secret := range []string{userToken, userNpmToken, "first", "via-ssh-key"} {
 		if strings.Contains(stderr, secret) {
 			t.Fatal("a plaintext appears in the log")
 		}
@@ -235,8 +264,8 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 	if n > 1 || n == 0 && memlock.Cur != unix.RLIM_INFINITY {
 		t.Errorf("%d warnings about locked memory under RLIMIT_MEMLOCK %d; want one:\n%s", n, memlock.Cur, stderr)
 	}
-	if !strings.Contains(stderr, "id_ed25519") {
-		t.Errorf("the missing ~/.ssh/id_ed25519 draws no warning:\n%s", stderr)
+	if !strings.Contains(stderr, "id_rsa") {
+		t.Errorf("the missing ~/.ssh/id_rsa draws no warning:\n%s", stderr)
 	}
 
 	secrets := filepath.Join(h.runtime, "secrets")
@@ -247,6 +276,7 @@ func TestUserModeAsUnprivilegedUser(t *testing.T) {
 		t.Errorf("a %s is mounted at the user's store; user mode mounts nothing", m.FSType)
 	}
 	assertOwnedFile(t, filepath.Join(secrets, "github/oauth_token"), 0o400, userToken)
+	assertOwnedFile(t, filepath.Join(secrets, "ssh-token"), 0o400, "via-ssh-key")
 	assertOwnedFile(t, filepath.Join(h.home, ".npmrc"), 0o600, "//registry.npmjs.org/:_authToken="+userNpmToken)
 	assertOwnedFile(t, filepath.Join(h.home, "dotfiles/git/secrets.inc"), 0o440, strings.ReplaceAll(gitconfig, placeholder, userToken))
 	if target, _ := os.Readlink(filepath.Join(h.home, ".npmrc")); target != filepath.Join(secrets, "npmrc") {
