@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -306,6 +307,42 @@ func TestSopsOptions(t *testing.T) {
 	for _, option := range []string{"sops.package", "sops.validationPackage", "sops.useTmpfs", "sops.useSystemdActivation", "sops.log", "sops.gnupg.package"} {
 		if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.HasPrefix(w, option+" ") }) {
 			t.Errorf("no warning about %s: %q", option, r.Warnings)
+		}
+	}
+}
+
+// TestChmodModes: agenix passes `mode` to chmod on a file it made with umask u=r,g=,o= (mode
+// 0400); agenixCompat's octal bits for each mode are what the real chmod gives such a file.
+func TestChmodModes(t *testing.T) {
+	var r struct {
+		FailedAssertions []string          `json:"failedAssertions"`
+		Modes            map[string]string `json:"modes"`
+	}
+	evalCase(t, "chmod-modes", &r)
+	if len(r.FailedAssertions) > 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	chmod, err := exec.LookPath("chmod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	for mode, got := range r.Modes {
+		if err := os.Chmod(file, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(chmod, mode, file).CombinedOutput(); err != nil {
+			t.Fatalf("chmod %s: %v\n%s", mode, err, out)
+		}
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%04o", fi.Mode().Perm()); got != want {
+			t.Errorf("mode %q: agenixCompat gives %s, chmod gives %s", mode, got, want)
 		}
 	}
 }

@@ -635,7 +635,25 @@ let
       systemPackages = map toString config.environment.systemPackages;
     };
 in
-if case == "sops-options" then
+if case == "chmod-modes" then
+  # agenix modes as agenixCompat turns them into octal bits, one secret per mode.
+  let
+    modes = [ "0440" "770" "400" "0600" "u=r,g=r" "a+r" "go-rwx" "u+w,g+r" "=r" "u=rw,go=" "a=" "ug=rw,o=r" "o+x" "u=rwx,g=rx,o=" "g+w,o+w" "a-r,u+r" ];
+    config = evaluate {
+      imports = [ ../compat/agenix.nix ];
+      services.openssh.enable = true;
+      age.secrets = lib.listToAttrs (
+        lib.imap0 (i: mode: lib.nameValuePair "s${toString i}" { file = tokenFile; inherit mode; }) modes
+      );
+    };
+  in
+  {
+    failedAssertions = failedAssertions config;
+    modes = lib.listToAttrs (
+      lib.imap0 (i: mode: lib.nameValuePair mode config.secretd.secrets."s${toString i}".mode) modes
+    );
+  }
+else if case == "sops-options" then
   # Every sops-nix option that has no counterpart set at once: what each becomes.
   let
     config = evaluate {
