@@ -363,6 +363,15 @@ in
         assertion = !sysusers || config.system.activationScripts.users == "";
         message = "system.activationScripts.users has to be empty to use systemd-sysusers";
       }
+      # userborn.nix
+      {
+        assertion = !(sysusers && userborn);
+        message = "You cannot use systemd-sysusers and Userborn at the same time";
+      }
+      {
+        assertion = !userborn || config.system.activationScripts.users == "";
+        message = "system.activationScripts.users has to be empty to use userborn";
+      }
     ]
     ++ lib.optionals sysusers (
       lib.mapAttrsToList (username: opts: {
