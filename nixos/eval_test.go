@@ -767,3 +767,30 @@ func bashParses(t *testing.T, name, text string) {
 		t.Errorf("snippet %s is not valid bash: %v\n%s\n%s", name, err, out, text)
 	}
 }
+
+// TestPackageNeedsGoOfGoMod: with a nixpkgs whose Go is older than go.mod's, package.nix fails
+// saying which Go it needs, instead of a toolchain download refused in the build sandbox.
+func TestPackageNeedsGoOfGoMod(t *testing.T) {
+	lib := nixpkgsLib(t)
+	instantiate, err := exec.LookPath("nix-instantiate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(lib, "lib", "default.nix")); err == nil {
+		lib = filepath.Join(lib, "lib")
+	}
+	pkg := filepath.Join(repoRoot(t), "nixos", "package.nix")
+	eval := func(goVersion string) (string, error) {
+		expr := fmt.Sprintf(`let lib = import %s; in (import %s {
+			inherit lib; vendorHash = null; go = { version = %q; };
+			buildGoModule = args: args.pname + "-" + args.version; })`, lib, pkg, goVersion)
+		out, err := exec.Command(instantiate, "--eval", "--strict", "--readonly-mode", "-E", expr).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := eval("1.20.4"); err == nil || !strings.Contains(out, "secretd needs Go") || !strings.Contains(out, "this nixpkgs has Go 1.20.4") {
+		t.Errorf("Go 1.20.4: %v\n%s", err, out)
+	}
+	if out, err := eval("99.0"); err != nil || !strings.Contains(out, "secretd-0.1.0") {
+		t.Errorf("Go 99.0: %v\n%s", err, out)
+	}
+}
