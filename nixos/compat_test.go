@@ -48,14 +48,6 @@ type passwordFile struct {
 	ReadyBeforeUsers bool   `json:"readyBeforeUsers"`
 }
 
-// knownDifferences are upstream facts secretd does not reproduce yet, each with the reason; the
-// test fails when one disappears, so that the entry goes too.
-var knownDifferences = map[string]string{
-	// agenix copies the file to path (symlink = false); secretd's manifest cannot express a
-	// real file outside secretsDir yet, so secretd links path to the file in /run/agenix.
-	"agenix-readme/app-token": "location",
-}
-
 // The activation snippets of agenix and sops-nix that other modules name in their deps.
 var orderedAgainst = []string{"agenix", "agenixInstall", "setupSecrets", "setupSecretsForUsers", "generate-age-key"}
 
@@ -94,19 +86,6 @@ func TestCompatMatchesUpstream(t *testing.T) {
 			evalCase(t, "compat:"+name, &got)
 			if len(got.FailedAssertions) > 0 {
 				t.Fatalf("failed assertions: %q", got.FailedAssertions)
-			}
-			for id, field := range knownDifferences {
-				config, secret, _ := strings.Cut(id, "/")
-				if config != name {
-					continue
-				}
-				w, g := want.Secrets[secret], got.Secrets[secret]
-				if field != "location" || w.Location == g.Location || w.Linked == g.Linked {
-					t.Errorf("%s: the known difference in %s is gone: remove it from knownDifferences", secret, field)
-				}
-				t.Logf("%s: known difference: location %q (linked %v), upstream %q (linked %v)", secret, g.Location, g.Linked, w.Location, w.Linked)
-				g.Location, g.Linked = w.Location, w.Linked
-				got.Secrets[secret] = g
 			}
 			compareOutputs(t, "secret", want.Secrets, got.Secrets)
 			compareOutputs(t, "template", want.Templates, got.Templates)

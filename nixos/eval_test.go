@@ -205,7 +205,14 @@ func TestRealisticManifest(t *testing.T) {
 		"tailscale/authkey":  {file: storeSops, format: "yaml", key: "tailscale/authkey", owner: "root", group: "root", mode: "0400", restart: []string{"tailscaled.service"}, reload: []string{"tailscaled.service"}},
 		"npmrc":              {file: storeSops, format: "yaml", key: "npmrc", owner: "alice", group: "users", mode: "0400", path: "/home/alice/.npmrc"},
 		"grafana-db":         {file: storeSops, format: "yaml", key: "number", uid: intp(472), gid: intp(472), mode: "0400"},
-		"api-token":          {file: literal("/var/lib/secrets/app.env"), format: "dotenv", key: "API_TOKEN", owner: "root", group: "root", mode: "0400"},
+		"api-token":          {file: literal("/var/lib/secrets/app.env"), format: "dotenv", key: "API_TOKEN", owner: "root", group: "root", mode: "0400", path: "/etc/app/token"},
+	}
+	// symlink = false: a copy at path.
+	if s := secretByName(t, m, "api-token"); !manifest.CopyToPath(s.Path, s.Symlink) {
+		t.Errorf("api-token: path %q symlink %v, want a copy at /etc/app/token", s.Path, s.Symlink)
+	}
+	if s := secretByName(t, m, "npmrc"); manifest.CopyToPath(s.Path, s.Symlink) {
+		t.Errorf("npmrc: a copy at %q, want a symlink", s.Path)
 	}
 	for name, w := range cases {
 		s := secretByName(t, m, name)
@@ -373,9 +380,9 @@ func TestRealisticUnits(t *testing.T) {
 		}
 	}
 	mounts := anyStrings(main.UnitConfig["RequiresMountsFor"])
-	wantMounts := []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key", "/home/alice", "/etc/nginx"}
+	wantMounts := []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/app", "/home/alice", "/etc/nginx"}
 	if !slices.Equal(mounts, wantMounts) {
-		t.Errorf("secretd: RequiresMountsFor %v, want the keys and the symlinks' directories %v", mounts, wantMounts)
+		t.Errorf("secretd: RequiresMountsFor %v, want the keys and the directories of the symlinks and copies %v", mounts, wantMounts)
 	}
 
 	users, ok := r.Units["secretd-for-users"]

@@ -191,8 +191,9 @@ let
           type = types.bool;
           default = true;
           description = ''
-            Whether secretd creates the symlink at `path` when `path` differs from its default.
-            Turn this off when something else provides that path.
+            Whether `path`, when it differs from its default, is a symlink to the secret, or
+            (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
+            programs that do not follow symlinks. A copy on a disk holds plaintext there.
           '';
         };
         neededForUsers = mkOption {
@@ -303,7 +304,9 @@ let
 
   # The manifest's `path` is the extra symlink only: it is left out when the output stays where
   # secretd puts it anyway.
-  linkEntry = path: location: symlink: lib.optionalAttrs (symlink && path != location) { inherit path; };
+  linkEntry =
+    path: location: symlink:
+    lib.optionalAttrs (path != location) ({ inherit path; } // lib.optionalAttrs (!symlink) { symlink = false; });
 
   secretEntry =
     s:
@@ -427,7 +430,7 @@ let
   linkDirsOf =
     secrets: templates:
     map (o: dirOf o.path) (
-      lib.filter (s: s.symlink && s.path != locationOf s) secrets
+      lib.filter (s: s.path != locationOf s) secrets
       ++ lib.filter (t: t.path != renderedLocationOf t) templates
     );
 

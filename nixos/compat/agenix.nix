@@ -115,8 +115,8 @@ let
           type = types.bool;
           default = true;
           description = ''
-            Whether `path`, when not the default, is a symlink into `age.secretsDir`. secretd
-            makes it a symlink either way (false draws a warning).
+            Whether `path`, when not the default, is a symlink into `age.secretsDir`; false puts
+            a copy there, with the secret's owner and mode, replaced atomically.
           '';
         };
       };
@@ -189,10 +189,7 @@ in
       secrets = lib.mapAttrs (
         _: s:
         {
-          inherit (s) name file path;
-          # A real file outside the secrets directory is not in the manifest yet: a link keeps
-          # the secret at `path` all the same.
-          symlink = true;
+          inherit (s) name file path symlink;
           format = "binary";
           neededForUsers = neededForUsers s;
         }
@@ -232,9 +229,6 @@ in
     warnings = lib.concatLists (
       lib.mapAttrsToList (
         n: s:
-        lib.optional (!s.symlink && s.path != "${cfg.secretsDir}/${s.name}")
-          "age.secrets.\"${n}\".symlink = false: secretd makes ${s.path} a symlink to the secret all the same."
-        ++
         lib.optional (lib.elem s.path passwordFiles && !(isRoot s.owner && isRoot s.group))
           "age.secrets.\"${n}\" is a user's hashedPasswordFile but owned by ${s.owner}:${s.group}: it can only be ready before users are created when owned by root, so that user gets its password at the next activation."
       ) cfg.secrets
