@@ -207,13 +207,6 @@ func TestRealisticManifest(t *testing.T) {
 		"grafana-db":         {file: storeSops, format: "yaml", key: "number", uid: intp(472), gid: intp(472), mode: "0400"},
 		"api-token":          {file: literal("/var/lib/secrets/app.env"), format: "dotenv", key: "API_TOKEN", owner: "root", group: "root", mode: "0400", path: "/etc/app/token"},
 	}
-	// symlink = false: a copy at path.
-	if s := secretByName(t, m, "api-token"); !manifest.CopyToPath(s.Path, s.Symlink) {
-		t.Errorf("api-token: path %q symlink %v, want a copy at /etc/app/token", s.Path, s.Symlink)
-	}
-	if s := secretByName(t, m, "npmrc"); manifest.CopyToPath(s.Path, s.Symlink) {
-		t.Errorf("npmrc: a copy at %q, want a symlink", s.Path)
-	}
 	for name, w := range cases {
 		s := secretByName(t, m, name)
 		if !w.file.MatchString(s.File) {
@@ -799,5 +792,38 @@ func TestPackageNeedsGoOfGoMod(t *testing.T) {
 	}
 	if out, err := eval("99.0"); err != nil || !strings.Contains(out, "secretd-0.1.0") {
 		t.Errorf("Go 99.0: %v\n%s", err, out)
+	}
+}
+
+// TestCopies: symlink = false asks for a copy at path (the manifest's "symlink": false); a
+// secret left where secretd puts it needs neither.
+func TestCopies(t *testing.T) {
+	r := evalGood(t, "copies")
+	var m struct {
+		Secrets []map[string]any `json:"secrets"`
+	}
+	if err := json.Unmarshal(r.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]any{
+		"copied":        {"path": "/etc/app/token", "symlink": false},
+		"linked":        {"path": "/etc/app/linked"},
+		"default-place": {},
+	}
+	for _, s := range m.Secrets {
+		name, _ := s["name"].(string)
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("unexpected secret %q", name)
+			continue
+		}
+		for _, field := range []string{"path", "symlink"} {
+			if s[field] != w[field] {
+				t.Errorf("%s: %s = %v, want %v", name, field, s[field], w[field])
+			}
+		}
+	}
+	if mounts := anyStrings(r.Units["secretd"].UnitConfig["RequiresMountsFor"]); !slices.Contains(mounts, "/etc/app") {
+		t.Errorf("RequiresMountsFor %v lacks the copy's directory", mounts)
 	}
 }

@@ -94,7 +94,6 @@ let
           api-token = {
             file = "/var/lib/secrets/app.env";
             key = "API_TOKEN";
-            symlink = false;
             path = "/etc/app/token";
           };
           alice-password = {
@@ -363,6 +362,27 @@ let
         sops.templates."app.ini".file = pkgs.stub "app.ini";
         sops.templates."inline.conf".file = pkgs.writeText "inline.conf" "token=${config.sops.placeholder."github/oauth_token"}";
       };
+
+    # symlink = false: a copy at path, as agenix makes it.
+    copies = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        secrets.copied = {
+          file = tokenFile;
+          path = "/etc/app/token";
+          symlink = false;
+        };
+        secrets.linked = {
+          file = tokenFile;
+          path = "/etc/app/linked";
+        };
+        secrets.default-place = {
+          file = tokenFile;
+          symlink = false;
+        };
+      };
+    };
 
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
