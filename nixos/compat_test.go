@@ -25,6 +25,8 @@ type compatFacts struct {
 	UnitAfter        []string                `json:"unitAfter"`
 	UsersBy          string                  `json:"usersBy"`
 	UnitNames        []string                `json:"unitNames"`
+	Identities       []string                `json:"identities"`
+	GnuPGHome        *string                 `json:"gnupgHome"`
 }
 
 type outputFacts struct {
@@ -95,6 +97,9 @@ func TestCompatMatchesUpstream(t *testing.T) {
 					t.Errorf("user %s: password file %q ready before users: %v; upstream %q, ready %v (secretd's must be)", user, g.File, g.ReadyBeforeUsers, w.File, w.ReadyBeforeUsers)
 				}
 			}
+			if !slices.Equal(got.Identities, want.Identities) || !equalJSON(t, got.GnuPGHome, want.GnuPGHome) {
+				t.Errorf("keys %v, GnuPG home %v; upstream %v, %v", got.Identities, deref(got.GnuPGHome), want.Identities, deref(want.GnuPGHome))
+			}
 			for _, w := range want.Warnings {
 				if !slices.Contains(got.Warnings, w) {
 					t.Errorf("upstream warns %q; secretd's warnings: %q", w, got.Warnings)
@@ -163,6 +168,13 @@ func systemctlNames(units []string) []string {
 }
 
 var unitTypes = []string{"service", "socket", "target", "timer", "path", "mount", "automount", "swap", "slice", "scope", "device"}
+
+func deref(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
 
 func nonNil(l []string) []string {
 	if l == nil {
@@ -283,7 +295,7 @@ func TestSopsOptions(t *testing.T) {
 	if r.Unit.Environment["SOPS_AGE_KEY_CMD"] != "true" || len(r.Unit.Path) != 1 || !strings.HasSuffix(r.Unit.Path[0], "-age-plugin-yubikey") {
 		t.Errorf("unit environment %v path %v, want sops.environment and sops.age.plugins", r.Unit.Environment, r.Unit.Path)
 	}
-	for _, option := range []string{"sops.package", "sops.validationPackage", "sops.useTmpfs", "sops.useSystemdActivation", "sops.log", "sops.gnupg.package"} {
+	for _, option := range []string{"sops.package", "sops.validationPackage", "sops.useTmpfs", "sops.useSystemdActivation", "sops.log"} {
 		if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.HasPrefix(w, option+" ") }) {
 			t.Errorf("no warning about %s: %q", option, r.Warnings)
 		}
@@ -323,5 +335,24 @@ func TestChmodModes(t *testing.T) {
 		if want := fmt.Sprintf("%04o", fi.Mode().Perm()); got != want {
 			t.Errorf("mode %q: agenixCompat gives %s, chmod gives %s", mode, got, want)
 		}
+	}
+}
+
+// TestGnuPGHome: with sops.gnupg.home the manifest names the home (keys open PGP recipients
+// through gpg), and gpg is on the units' PATH, only then.
+func TestGnuPGHome(t *testing.T) {
+	r := evalGood(t, "gnupg-home")
+	var m struct {
+		GnuPGHome string `json:"gnupgHome"`
+	}
+	if err := json.Unmarshal(r.Manifest, &m); err != nil || m.GnuPGHome != "/var/lib/sops" {
+		t.Errorf("manifest gnupgHome %q (%v), want /var/lib/sops", m.GnuPGHome, err)
+	}
+	u := r.Units["secretd"]
+	if !slices.Equal(u.Path, []string{"/nix/store/00000000000000000000000000000000-gnupg"}) {
+		t.Errorf("path %v, want gnupg's", u.Path)
+	}
+	if mounts := anyStrings(u.UnitConfig["RequiresMountsFor"]); !slices.Contains(mounts, "/var/lib/sops") {
+		t.Errorf("RequiresMountsFor %v lacks the GnuPG home", mounts)
 	}
 }

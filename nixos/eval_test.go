@@ -658,8 +658,8 @@ func TestSopsCompat(t *testing.T) {
 	r := evalGood(t, "sops-compat")
 	m := decodeManifest(t, r.Manifest)
 	// The key file is given as a Nix path: it must stay where it is, not be copied to the store.
-	if m.SecretsDir != "/run/secrets" || !slices.Equal(m.Identities, []string{"/etc/ssh/ssh_host_ed25519_key", "/var/lib/sops-nix/key.txt"}) {
-		t.Errorf("secretsDir %q identities %v, want /run/secrets, sops-nix's ed25519 host key and age.keyFile", m.SecretsDir, m.Identities)
+	if m.SecretsDir != "/run/secrets" || !slices.Equal(m.Identities, []string{"/etc/ssh/ssh_host_ed25519_key", "/var/lib/sops-nix/key.txt", "/etc/ssh/ssh_host_rsa_key"}) {
+		t.Errorf("secretsDir %q identities %v, want /run/secrets, sops-nix's ed25519 host key, age.keyFile and its RSA host key for PGP", m.SecretsDir, m.Identities)
 	}
 	gh := secretByName(t, m, "github/oauth_token")
 	if !storeSops.MatchString(gh.File) || gh.Format != "yaml" || gh.Key != "github/oauth_token" || gh.Owner != "grafana" || gh.Group != "grafana" || gh.UID != nil || !slices.Equal(gh.RestartUnits, []string{"grafana.service"}) {

@@ -357,6 +357,9 @@ let
       inherit secretsDir mountPoint;
       inherit (cfg) keepGenerations;
       identities = cfg.identityPaths;
+    }
+    // lib.optionalAttrs (cfg.gnupgHome != null) { inherit (cfg) gnupgHome; }
+    // {
       secrets = map secretEntry secrets;
       templates = map templateEntry templates;
     }
@@ -465,12 +468,14 @@ let
       # Without default dependencies, nothing else stops it at shutdown.
       conflicts = [ "shutdown.target" ];
       restartTriggers = [ manifestFile ];
-      # age plugins (YubiKey, TPM) run as programs found on PATH.
-      path = cfg.plugins;
+      # age plugins (YubiKey, TPM) and gpg run as programs found on PATH.
+      path = programs;
       inherit (cfg) environment;
       unitConfig = {
         DefaultDependencies = false;
-        RequiresMountsFor = lib.unique (cfg.identityPaths ++ linkDirs);
+        RequiresMountsFor = lib.unique (
+          cfg.identityPaths ++ lib.optional (cfg.gnupgHome != null) cfg.gnupgHome ++ linkDirs
+        );
       }
       // unitConfig;
       serviceConfig =
@@ -532,8 +537,10 @@ let
   ));
 
   # What the units get from `path` and `environment`, for the activation snippets.
+  # Programs secretd runs: age plugins, and gpg only for a GnuPG home.
+  programs = cfg.plugins ++ lib.optional (cfg.gnupgHome != null) cfg.gnupgPackage;
   snippetEnv = lib.concatStringsSep " " (
-    lib.optional (cfg.plugins != [ ]) "PATH=${lib.makeBinPath cfg.plugins}\${PATH:+:$PATH}"
+    lib.optional (programs != [ ]) "PATH=${lib.makeBinPath programs}\${PATH:+:$PATH}"
     ++ lib.mapAttrsToList (n: v: "${n}=${lib.escapeShellArg v}") cfg.environment
   );
   secretdCommand = lib.optionalString (snippetEnv != "") "${snippetEnv} " + "${cfg.package}/bin/secretd activate";
@@ -775,6 +782,19 @@ in
       '';
     };
 
+    gnupgHome = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/root/.gnupg";
+      description = ''
+        A GnuPG home whose secret keys open the PGP recipients of sops files, through `gpg`
+        (as sops does; sops-nix's `sops.gnupg.home`). `gpg` is on the units' PATH only then.
+        RSA keys among `identityPaths` open PGP recipients without it, in-process.
+      '';
+    };
+
+    gnupgPackage = mkPackageOption pkgs "gnupg" { };
+
     environment = mkOption {
       type = types.attrsOf (types.either types.str types.path);
       default = { };
@@ -913,7 +933,7 @@ in
       {
         assertions = [
           {
-            assertion = cfg.identityPaths != [ ];
+            assertion = cfg.identityPaths != [ ] || cfg.gnupgHome != null;
             message = "secretd: secretd.identityPaths is empty, so nothing could decrypt the secrets. Enable services.openssh (its ed25519 and rsa host keys are the default) or set secretd.identityPaths.";
           }
         ]

@@ -159,11 +159,14 @@ let
 
   useSystemd = config.systemd.sysusers.enable || config.services.userborn.enable;
 
-  hostKeys = lib.optionals config.services.openssh.enable (
-    map (k: k.path) (
-      lib.filter (k: k.type or null == "ed25519" && !lib.hasPrefix "/run/secrets" k.path) config.services.openssh.hostKeys
-    )
-  );
+  # sops-nix's defaults: the host keys of a type, but not one deployed by sops itself.
+  hostKeys =
+    type:
+    lib.optionals config.services.openssh.enable (
+      map (k: k.path) (
+        lib.filter (k: k.type or null == type && !lib.hasPrefix "/run/secrets" k.path) config.services.openssh.hostKeys
+      )
+    );
 in
 {
   imports = [
@@ -269,7 +272,7 @@ in
     # Paths given as Nix paths are kept as strings, never copied into the store.
     age.sshKeyPaths = mkOption {
       type = types.listOf (types.either types.str types.path);
-      default = hostKeys;
+      default = hostKeys "ed25519";
       defaultText = lib.literalMD "the ed25519 keys of `services.openssh.hostKeys`";
       description = "SSH keys whose age identity decrypts the secrets.";
     };
@@ -281,17 +284,21 @@ in
     gnupg.home = mkOption {
       type = types.nullOr types.str;
       default = null;
-      description = "Not supported by secretd: must stay null.";
+      example = "/root/.gnupg";
+      description = "A GnuPG home whose keys open PGP recipients, through gpg (`secretd.gnupgHome`).";
     };
+    # Paths given as Nix paths are kept as strings, never copied into the store.
     gnupg.sshKeyPaths = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "Not supported by secretd: must stay empty.";
+      type = types.listOf (types.either types.str types.path);
+      default = hostKeys "rsa";
+      defaultText = lib.literalMD "the rsa keys of `services.openssh.hostKeys`";
+      description = "RSA SSH keys that open PGP recipients as OpenPGP keys (in-process, as ssh-to-pgp makes them).";
     };
     gnupg.package = mkOption {
-      type = types.nullOr types.package;
-      default = null;
-      description = "Ignored: secretd does not use GnuPG.";
+      type = types.package;
+      default = pkgs.gnupg;
+      defaultText = lib.literalExpression "pkgs.gnupg";
+      description = "The gnupg whose gpg reads `gnupg.home`.";
     };
   };
 
@@ -302,8 +309,12 @@ in
       secretd = {
         enable = true;
         identityPaths = lib.mkDefault (
-          map toString (cfg.age.sshKeyPaths ++ lib.optional (cfg.age.keyFile != null) cfg.age.keyFile)
+          map toString (
+            cfg.age.sshKeyPaths ++ lib.optional (cfg.age.keyFile != null) cfg.age.keyFile ++ cfg.gnupg.sshKeyPaths
+          )
         );
+        gnupgHome = lib.mkDefault cfg.gnupg.home;
+        gnupgPackage = lib.mkDefault cfg.gnupg.package;
         keepGenerations = lib.mkDefault cfg.keepGenerations;
         checkManifest = lib.mkDefault cfg.validateSopsFiles;
         plugins = cfg.age.plugins;
@@ -342,8 +353,8 @@ in
       };
       assertions = [
         {
-          assertion = cfg.gnupg.home == null && cfg.gnupg.sshKeyPaths == [ ];
-          message = "sops.gnupg: secretd decrypts with age keys only (sops.age.sshKeyPaths, sops.age.keyFile), not GnuPG.";
+          assertion = !(cfg.gnupg.home != null && cfg.gnupg.sshKeyPaths != [ ]);
+          message = "Exactly one of sops.gnupg.home and sops.gnupg.sshKeyPaths must be set";
         }
         {
           assertion = cfg.age.generateKey -> cfg.age.keyFile != null;
@@ -356,8 +367,7 @@ in
         ++ lib.optional (cfg.validationPackage != null) "sops.validationPackage is ignored: secretd checks the manifest (secretd.validationPackage)."
         ++ lib.optional cfg.useTmpfs "sops.useTmpfs is ignored: secretd keeps secrets on a ramfs, which is never written to swap."
         ++ lib.optional (cfg.useSystemdActivation == false) "sops.useSystemdActivation = false is ignored: secretd activates from a unit ordered before sysinit.target and before every unit that reads the secrets."
-        ++ lib.optional (lib.sort lib.lessThan cfg.log != [ "keyImport" "secretChanges" ]) "sops.log is ignored: secretd always logs which identities it uses and which secrets changed (by name, never their values)."
-        ++ lib.optional (cfg.gnupg.package != null) "sops.gnupg.package is ignored: secretd does not use GnuPG.";
+        ++ lib.optional (lib.sort lib.lessThan cfg.log != [ "keyImport" "secretChanges" ]) "sops.log is ignored: secretd always logs which identities it uses and which secrets changed (by name, never their values).";
 
       # The unit names sops-nix has with systemd activation, which units order against
       # (after = [ "sops-install-secrets.service" ]).

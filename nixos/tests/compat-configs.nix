@@ -196,6 +196,19 @@ in
       };
   };
 
+  # A GnuPG home instead of SSH keys, as older sops-nix hosts have it.
+  sops-gnupg = {
+    tool = "sops";
+    config = {
+      services.openssh.enable = true;
+      sops.defaultSopsFile = sopsFile;
+      sops.gnupg.home = "/var/lib/sops";
+      sops.gnupg.sshKeyPaths = [ ];
+      sops.age.sshKeyPaths = [ ];
+      sops.secrets.example-key.key = "flag";
+    };
+  };
+
   # Files outside the store in every format, as sops-nix documents them.
   sops-formats = {
     tool = "sops";

@@ -94,8 +94,11 @@ let
     lib.replaceStrings (map (n: config.sops.placeholder.${n}) names) (map (n: "@{${n}}") names) text;
 
   common =
-    config: secrets: templates: unitAfter: {
+    config: secrets: templates: unitAfter: keys: {
       inherit secrets templates;
+      # The keys that decrypt: private key files, and a GnuPG home.
+      identities = sorted (map toString keys.files);
+      gnupgHome = keys.gnupgHome or null;
       users = usersWithPasswordFiles config secrets;
       snippets = extraSnippets config;
       unitAfter = sorted unitAfter;
@@ -152,7 +155,10 @@ in
         }) (lib.attrValues config.sops.templates)
       );
     in
-    common config secrets templates (config.systemd.services.sops-install-secrets.after or [ ]);
+    common config secrets templates (config.systemd.services.sops-install-secrets.after or [ ]) {
+      files = manifest.ageSshKeyPaths ++ lib.optional (manifest.ageKeyFile != null) manifest.ageKeyFile ++ manifest.sshKeyPaths;
+      inherit (manifest) gnupgHome;
+    };
 
   # agenix, from its evaluated options (which its activation script and unit interpolate).
   upstreamAgenix =
@@ -182,7 +188,9 @@ in
         }) (lib.attrValues cfg.secrets)
       );
     in
-    common config secrets { } (config.systemd.services.agenix-install-secrets.after or [ ]);
+    common config secrets { } (config.systemd.services.agenix-install-secrets.after or [ ]) {
+      files = cfg.identityPaths;
+    };
 
   # secretd, from its manifests, units and snippets.
   secretd =
@@ -244,5 +252,8 @@ in
         ) cfg.manifest.templates
       );
     in
-    common config secrets templates (config.systemd.services.secretd.after or [ ]);
+    common config secrets templates (config.systemd.services.secretd.after or [ ]) {
+      files = cfg.manifest.identities;
+      gnupgHome = cfg.manifest.gnupgHome or null;
+    };
 }

@@ -363,6 +363,14 @@ let
         sops.templates."inline.conf".file = pkgs.writeText "inline.conf" "token=${config.sops.placeholder."github/oauth_token"}";
       };
 
+    # A GnuPG home: gpg on the units' PATH, the home's file system mounted first.
+    gnupg-home = {
+      imports = [
+        compatConfigs.sops-gnupg.config
+        ../compat/sops.nix
+      ];
+    };
+
     # symlink = false: a copy at path, as agenix makes it.
     copies = {
       services.openssh.enable = true;
