@@ -22,18 +22,14 @@ func Dir(t testing.TB) string {
 	return filepath.Join(root, "testdata", "interop")
 }
 
-// Corpus is one corpus directory and the name its subtests run under.
-type Corpus struct{ Name, Dir string }
-
-// Corpora returns the repository's corpus and, when present, the shared one: tests that check
-// secretd against what the real tools made run over every corpus there is.
-func Corpora(t testing.TB) []Corpus {
-	t.Helper()
-	corpora := []Corpus{{"repo", Dir(t)}}
+// Each runs test as a subtest over the repository's corpus ("repo") and, when present, the
+// shared one ("shared"): tests that check secretd against what the real tools made run over
+// every corpus there is.
+func Each(t *testing.T, test func(t *testing.T, dir string)) {
+	t.Run("repo", func(t *testing.T) { test(t, Dir(t)) })
 	if dir, ok := testenv.Shared("interop"); ok {
-		corpora = append(corpora, Corpus{"shared", dir})
+		t.Run("shared", func(t *testing.T) { test(t, dir) })
 	}
-	return corpora
 }
 
 // Key returns the path of a file under keys/.

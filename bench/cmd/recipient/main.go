@@ -46,14 +46,6 @@ func run(keyPath string, printIdentity bool, stdout io.Writer) error {
 	return err
 }
 
-func recipientOf(keyPath string) (string, error) {
-	id, err := identityOf(keyPath)
-	if err != nil {
-		return "", err
-	}
-	return id.Recipient().String(), nil
-}
-
 func identityOf(keyPath string) (*age.X25519Identity, error) {
 	data, err := os.ReadFile(keyPath)
 	if err != nil {
