@@ -51,8 +51,8 @@ go test -count=1 ./...
 # input, spent on the first inputs found ate a whole 15s budget. A crasher fails the run and
 # is saved in the package's testdata/fuzz/<target>/. Counts are sized to take ~10-15s each here:
 # fuzz_default for every target, fuzz_execs for those much faster or slower than the rest.
-fuzz_default=50000
-declare -A fuzz_execs=([FuzzDecrypt]=100000 [FuzzDecode]=100000)
+fuzz_default=60000
+declare -A fuzz_execs=([FuzzDecrypt]=120000 [FuzzDecode]=150000)
 for file in $(grep -rlE '^func Fuzz' --include='*_test.go' . | sort); do
 	pkg=./$(dirname "${file#./}")
 	for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | cut -c6-); do
