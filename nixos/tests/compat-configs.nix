@@ -202,7 +202,8 @@ in
     config = {
       services.openssh.enable = true;
       sops.defaultSopsFile = sopsFile;
-      sops.gnupg.home = "/var/lib/sops";
+      # The name sops-nix had before gnupg.home.
+      sops.gnupgHome = "/var/lib/sops";
       sops.gnupg.sshKeyPaths = [ ];
       sops.age.sshKeyPaths = [ ];
       sops.secrets.example-key.key = "flag";
