@@ -1,0 +1,270 @@
+package sops
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/secretd/secretd/manifest"
+)
+
+// lookTool finds a tool the test needs: outside CI its absence skips the test, under CI=true it
+// fails it.
+func lookTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required under CI: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return path
+}
+
+type sealEnv struct {
+	sops, dir string
+	ids       []age.Identity
+	recipient string
+	env       []string
+}
+
+func newSealEnv(t *testing.T) *sealEnv {
+	t.Helper()
+	e := &sealEnv{sops: lookTool(t, "sops"), dir: t.TempDir()}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ids = []age.Identity{id}
+	e.recipient = id.Recipient().String()
+	keyFile := filepath.Join(e.dir, "keys.txt")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "SOPS_AGE_KEY_FILE=" + keyFile}
+	return e
+}
+
+func (e *sealEnv) run(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(e.sops, args...)
+	cmd.Env, cmd.Dir = e.env, e.dir
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sops %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}
+
+func (e *sealEnv) write(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The plaintexts cover nested keys, lists, every scalar type, unicode, newlines, empty values,
+// comments and _unencrypted keys.
+var sealCases = []struct {
+	name, format, ext string
+	plain             string
+}{
+	{"yaml", manifest.FormatYAML, "yaml", "# head comment\na: hello\nb:\n    c: 1\n    d:\n        - x\n        - 2.5\n        - true\n    # inner\n    e_unencrypted: plain\n    f: \"007\"\nempty: \"\"\n\"n\": null\nmulti: |-\n    line1\n    lïne2 ✓\nwhen: 2024-01-02T03:04:05Z\n"},
+	{"yaml-empty", manifest.FormatYAML, "yaml", "{}\n"},
+	{"json", manifest.FormatJSON, "json", "{\n\t\"a\": \"x\\ny <&>\",\n\t\"b\": {\n\t\t\"c\": 1.5,\n\t\t\"l\": [\n\t\t\t1,\n\t\t\t\"ünï\",\n\t\t\tfalse,\n\t\t\tnull\n\t\t]\n\t},\n\t\"k_unencrypted\": 3\n}\n"},
+	{"dotenv", manifest.FormatDotenv, "env", "A=1\n# a comment\nB=two\\nlines\nEMPTY=\n"},
+	{"binary", manifest.FormatBinary, "bin", "bin\x00ary\nbytes ✓"},
+}
+
+func sopsArgs(format, ext string) []string {
+	if format == manifest.FormatBinary {
+		return []string{"--input-type", "binary", "--output-type", "binary"}
+	}
+	return nil
+}
+
+// TestSealReadBySops: what Seal writes, sops decrypts to the same plaintext, and Open reads
+// back.
+func TestSealReadBySops(t *testing.T) {
+	e := newSealEnv(t)
+	for _, c := range sealCases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := New(c.format, Settings{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := o.Seal([]byte(c.plain), []string{e.recipient}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := e.write(t, "sealed."+c.ext, enc)
+			got := e.run(t, nil, append(append([]string{"-d"}, sopsArgs(c.format, c.ext)...), p)...)
+			want := e.sopsRoundTrip(t, c.format, c.ext, c.plain)
+			if !bytes.Equal(got, want) {
+				t.Errorf("sops -d differs from sops' own round trip:\n%s\n---\n%s", got, want)
+			}
+			back, err := Open(enc, e.ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(back.Plain, want) {
+				t.Errorf("Open differs from sops' own round trip")
+			}
+			// Sealing the unchanged plaintext again changes only lastmodified and the MAC.
+			again, err := back.Seal(back.Plain, []string{e.recipient}, time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := withoutMetadata(enc), withoutMetadata(again); !bytes.Equal(a, b) {
+				t.Errorf("re-sealing unchanged plaintext changed ciphertexts")
+			}
+		})
+	}
+}
+
+// TestOpenSopsFiles: files sops encrypts, Open decrypts as sops -d does, and an edit of one
+// value keeps every other value's ciphertext, as `sops edit` does.
+func TestOpenSopsFiles(t *testing.T) {
+	e := newSealEnv(t)
+	for _, c := range sealCases {
+		if c.plain == "" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			src := e.write(t, "plain."+c.ext, []byte(c.plain))
+			enc := e.run(t, nil, append(append([]string{"-e", "--age", e.recipient}, sopsArgs(c.format, c.ext)...), src)...)
+			o, err := Open(enc, e.ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := e.run(t, nil, append(append([]string{"-d"}, sopsArgs(c.format, c.ext)...), e.write(t, "enc."+c.ext, enc))...)
+			if !bytes.Equal(o.Plain, want) {
+				t.Errorf("Open differs from sops -d:\n%s\n---\n%s", o.Plain, want)
+			}
+			edited := bytes.Replace(o.Plain, []byte("two"), []byte("three"), 1)
+			out, err := o.Seal(edited, []string{e.recipient}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := encryptedValues(out)
+			for _, v := range encryptedValues(enc) {
+				if !strings.Contains(string(out), v) && !strings.Contains(v, "type:comment") {
+					// Only the edited value may change.
+					if c.format != manifest.FormatDotenv {
+						t.Errorf("a value's ciphertext changed without an edit")
+					}
+				}
+			}
+			if len(kept) == 0 && c.format != manifest.FormatBinary {
+				t.Fatal("no encrypted values written")
+			}
+			p := e.write(t, "edited."+c.ext, out)
+			got := e.run(t, nil, append(append([]string{"-d"}, sopsArgs(c.format, c.ext)...), p)...)
+			if !bytes.Equal(got, edited) {
+				t.Errorf("sops -d of the edited file differs from the edit")
+			}
+		})
+	}
+}
+
+// sopsRoundTrip is what sops -d prints for plain once sops -e encrypted it.
+func (e *sealEnv) sopsRoundTrip(t *testing.T, format, ext, plain string) []byte {
+	t.Helper()
+	src := e.write(t, "roundtrip."+ext, []byte(plain))
+	enc := e.run(t, nil, append(append([]string{"-e", "--age", e.recipient}, sopsArgs(format, ext)...), src)...)
+	return e.run(t, nil, append(append([]string{"-d"}, sopsArgs(format, ext)...), e.write(t, "roundtrip-enc."+ext, enc))...)
+}
+
+var encValue = regexp.MustCompile(`ENC\[AES256_GCM,[^\]]*\]`)
+
+func encryptedValues(data []byte) []string {
+	var out []string
+	for _, m := range encValue.FindAll(withoutMetadata(data), -1) {
+		out = append(out, string(m))
+	}
+	return out
+}
+
+// withoutMetadata cuts the metadata, which is last in every format sops writes.
+func withoutMetadata(data []byte) []byte {
+	for _, marker := range []string{"\nsops:\n", "\n\t\"sops\": {", "\nsops_", "sops:\n"} {
+		if i := bytes.Index(data, []byte(marker)); i >= 0 {
+			return data[:i]
+		}
+	}
+	return data
+}
+
+// TestUpdateKeys: re-wrapping keeps values, MAC and lastmodified; sops decrypts the result with
+// the new key, and `sops updatekeys` reads what we wrote.
+func TestUpdateKeys(t *testing.T) {
+	e := newSealEnv(t)
+	other, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(manifest.FormatYAML, Settings{EncryptedRegex: "^(password|token)$"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := "password: hunter2\nuser: admin\n"
+	enc, err := o.Seal([]byte(plain), []string{e.recipient}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient})
+	if err != nil || changed || !bytes.Equal(same, enc) {
+		t.Fatalf("unchanged recipients rewrote the file (changed %v, err %v)", changed, err)
+	}
+	out, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient, other.Recipient().String()})
+	if err != nil || !changed {
+		t.Fatalf("UpdateKeys: changed %v, err %v", changed, err)
+	}
+	if !bytes.Equal(withoutMetadata(out), withoutMetadata(enc)) {
+		t.Error("values changed")
+	}
+	for _, line := range []string{"lastmodified", "mac:"} {
+		if lineWith(enc, line) != lineWith(out, line) {
+			t.Errorf("%s changed", line)
+		}
+	}
+	if _, err := Open(out, []age.Identity{other}); err != nil {
+		t.Fatalf("the added recipient cannot open the file: %v", err)
+	}
+	p := e.write(t, "rekeyed.yaml", out)
+	if got := e.run(t, nil, "-d", p); string(got) != plain {
+		t.Error("sops -d of the rekeyed file differs")
+	}
+	// sops updatekeys, driven by a .sops.yaml naming only the new key, reads our file.
+	e.write(t, ".sops.yaml", []byte("creation_rules:\n  - age: "+other.Recipient().String()+"\n"))
+	e.run(t, nil, "updatekeys", "-y", p)
+	back, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Recipients(back); err != nil || len(r) != 1 || r[0] != other.Recipient().String() {
+		t.Errorf("after sops updatekeys: recipients %v, err %v", r, err)
+	}
+}
+
+func lineWith(data []byte, s string) string {
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
