@@ -243,7 +243,6 @@ func wrapDataKey(key []byte, recipients []string, existing []ageKey) ([]ageKey, 
 		if err := aw.Close(); err != nil {
 			return nil, err
 		}
-		buf.WriteByte('\n')
 		out = append(out, ageKey{recipient: r, enc: buf.String()})
 	}
 	return out, nil
@@ -343,7 +342,8 @@ func joinComments(a, b string) string {
 	return a + "\n" + b
 }
 
-// expandAliases replaces every alias by a copy of what it names.
+// expandAliases replaces every alias by a copy of what it names, and forgets how the document
+// was laid out (flow style, quoting): sops writes its own layout.
 func expandAliases(n *yaml.Node, depth int) *yaml.Node {
 	if n.Kind == yaml.AliasNode && n.Alias != nil && depth < 100 {
 		target := *n.Alias
@@ -351,7 +351,10 @@ func expandAliases(n *yaml.Node, depth int) *yaml.Node {
 		target.HeadComment, target.LineComment, target.FootComment = n.HeadComment, n.LineComment, n.FootComment
 		return expandAliases(&target, depth+1)
 	}
-	n.Anchor = ""
+	n.Anchor, n.Style = "", 0
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "\n") {
+		n.Style = yaml.LiteralStyle
+	}
 	content := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
 		content[i] = expandAliases(c, depth)
