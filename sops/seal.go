@@ -352,8 +352,8 @@ func expandAliases(n *yaml.Node, depth int) *yaml.Node {
 		return expandAliases(&target, depth+1)
 	}
 	n.Anchor, n.Style = "", 0
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "\n") {
-		n.Style = yaml.LiteralStyle
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		n.Style = stringStyle(n.Value)
 	}
 	content := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
@@ -625,8 +625,17 @@ func plainNode(n *yaml.Node, typ string, plain []byte) error {
 		tag = "!!timestamp"
 	}
 	n.Tag, n.Value, n.Style = tag, text, 0
-	if tag == "!!str" && strings.Contains(text, "\n") {
-		n.Style = yaml.LiteralStyle
+	if tag == "!!str" {
+		n.Style = stringStyle(text)
 	}
 	return nil
+}
+
+// stringStyle is how yaml.v3 writes a Go string, as sops' YAML store does.
+func stringStyle(s string) yaml.Style {
+	var n yaml.Node
+	if err := n.Encode(s); err != nil {
+		return 0
+	}
+	return n.Style
 }
