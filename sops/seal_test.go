@@ -168,7 +168,7 @@ func TestOpenSopsFiles(t *testing.T) {
 					}
 				}
 			}
-			if len(kept) == 0 && c.format != manifest.FormatBinary {
+			if len(kept) == 0 && c.format != manifest.FormatBinary && c.name != "yaml-empty" {
 				t.Fatal("no encrypted values written")
 			}
 			p := e.write(t, "edited."+c.ext, out)
