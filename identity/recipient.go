@@ -1,0 +1,104 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
+
+	"filippo.io/age"
+	"filippo.io/edwards25519"
+	"golang.org/x/crypto/ssh"
+)
+
+// PublicKey is one OpenSSH public key with the recipients that encrypt to it: SSH (the
+// `ssh-ed25519 …` or `ssh-rsa …` recipient agenix uses) and, for ed25519 keys, Age (the age1…
+// recipient ssh-to-age derives, which sops-nix uses).
+type PublicKey struct {
+	SSH, Age string
+	// Name is the key's comment, or the host that ssh-keyscan named.
+	Name string
+}
+
+// ParsePublicKeys reads OpenSSH public keys one per line: `.pub` files, `authorized_keys`
+// lines (options allowed) and `ssh-keyscan` output. Blank and "#" lines are skipped; key
+// types age cannot encrypt to are an error naming the line.
+func ParsePublicKeys(data []byte) ([]PublicKey, error) {
+	var out []PublicKey
+	for n, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		key, name, err := parsePublicKeyLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
+		}
+		pk, err := recipientsOf(key)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
+		}
+		pk.Name = name
+		out = append(out, pk)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no OpenSSH public key found")
+	}
+	return out, nil
+}
+
+func parsePublicKeyLine(line []byte) (ssh.PublicKey, string, error) {
+	if key, comment, _, _, err := ssh.ParseAuthorizedKey(line); err == nil {
+		return key, comment, nil
+	}
+	_, hosts, key, comment, _, err := ssh.ParseKnownHosts(line)
+	if err != nil {
+		return nil, "", errors.New("not an OpenSSH public key")
+	}
+	if len(hosts) > 0 {
+		comment = hosts[0]
+	}
+	return key, comment, nil
+}
+
+func recipientsOf(key ssh.PublicKey) (PublicKey, error) {
+	pk := PublicKey{SSH: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))}
+	switch key.Type() {
+	case ssh.KeyAlgoRSA:
+		return pk, nil
+	case ssh.KeyAlgoED25519:
+		crypto, ok := key.(ssh.CryptoPublicKey)
+		if !ok {
+			return pk, errors.New("unreadable ed25519 key")
+		}
+		r, err := X25519RecipientOf(crypto.CryptoPublicKey().(ed25519.PublicKey))
+		if err != nil {
+			return pk, err
+		}
+		pk.Age = r.String()
+		return pk, nil
+	}
+	return pk, fmt.Errorf("%s keys cannot be age recipients; use ed25519 or RSA", key.Type())
+}
+
+// X25519RecipientOf converts an ed25519 public key to the age X25519 recipient ssh-to-age
+// derives: the Montgomery form of the Edwards point, matching X25519FromEd25519.
+func X25519RecipientOf(pub ed25519.PublicKey) (*age.X25519Recipient, error) {
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil {
+		return nil, fmt.Errorf("invalid ed25519 public key: %w", err)
+	}
+	encoded, err := bech32Encode("age", p.BytesMontgomery())
+	if err != nil {
+		return nil, err
+	}
+	return age.ParseX25519Recipient(encoded)
+}
+
+// Parse reads identities from data as Load reads a file: an OpenSSH private key or an age
+// identity file.
+func Parse(data []byte) ([]age.Identity, error) {
+	ids, _, err := parse(data)
+	return ids, err
+}

@@ -1,0 +1,46 @@
+package identity
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// TestPublicKeyRecipients: the age recipient derived from a public key is the one of the
+// private key's ssh-to-age identity (checked against ssh-to-age in the identity tests), in
+// .pub, authorized_keys and ssh-keyscan forms.
+func TestPublicKeyRecipients(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+	id, err := X25519FromEd25519(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := id.Recipient().String()
+	for name, input := range map[string]string{
+		"pub":             line + " root@host\n",
+		"authorized_keys": `no-pty,command="true" ` + line + " user@laptop\n",
+		"ssh-keyscan":     "# host.example:22 SSH-2.0-OpenSSH_9.6\nhost.example " + line + "\n",
+	} {
+		keys, err := ParsePublicKeys([]byte(input))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(keys) != 1 || keys[0].Age != want || keys[0].SSH != line {
+			t.Errorf("%s: got %+v, want age %s", name, keys, want)
+		}
+	}
+	if _, err := ParsePublicKeys([]byte("ssh-ed25519 AAAA bogus\n")); err == nil {
+		t.Error("a malformed key was accepted")
+	}
+}
