@@ -59,6 +59,8 @@ type Opened struct {
 	settings Settings
 	dataKey  []byte
 	stash    map[string][]byte
+	// ageKeys are the stanzas the file had, kept for recipients that stay.
+	ageKeys []ageKey
 }
 
 // Close wipes the data key and the plaintext.
@@ -102,7 +104,7 @@ func Open(data []byte, ids []age.Identity) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][]byte{}}
+	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][]byte{}, ageKeys: md.ageKeys}
 	if err := o.decryptTree(f.docs); err != nil {
 		o.Close()
 		return nil, err
@@ -115,7 +117,8 @@ func Open(data []byte, ids []age.Identity) (*Opened, error) {
 }
 
 // Seal encrypts plain (in o.Format) for recipients (age1… strings) and returns the file sops
-// would write: values encrypted under o's data key, a new MAC and lastmodified.
+// would write: values encrypted under o's data key, a new MAC and lastmodified. Recipients the
+// opened file already had keep their stanza.
 func (o *Opened) Seal(plain []byte, recipients []string, now time.Time) ([]byte, error) {
 	docs, err := parsePlain(o.Format, plain)
 	if err != nil {
@@ -130,7 +133,7 @@ func (o *Opened) Seal(plain []byte, recipients []string, now time.Time) ([]byte,
 			return nil, err
 		}
 	}
-	keys, err := wrapDataKey(o.dataKey, recipients, nil)
+	keys, err := wrapDataKey(o.dataKey, recipients, o.ageKeys)
 	if err != nil {
 		return nil, err
 	}

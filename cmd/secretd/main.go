@@ -65,6 +65,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
+	if code, ok := authorCommand(args, os.Stdin, stdout, stderr); ok {
+		return code
+	}
 	fmt.Fprintf(stderr, "secretd: unknown command %q\n%s", args[0], usage)
 	return exitUsage
 }

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"filippo.io/age"
+	"filippo.io/age/plugin"
+	"golang.org/x/sys/unix"
+
+	"github.com/secretd/secretd/authoring"
+	"github.com/secretd/secretd/identity"
+)
+
+const authorUsage = `
+authoring commands (files are encrypted to the recipients their .sops.yaml or secrets.nix names):
+  recipients [--format sops|agenix] [FILE|-]
+           print the recipients of OpenSSH public keys (.pub, authorized_keys, ssh-keyscan)
+  edit     [--rules PATH] [-i IDENTITY]... FILE
+           decrypt FILE (or start it empty) into a private tmpfs file, run $EDITOR, re-encrypt
+  encrypt  [--rules PATH] FILE
+           encrypt standard input into FILE
+  decrypt  [-i IDENTITY]... [--key a/b] FILE
+           print FILE's plaintext, or one value of a sops file
+  rekey    [--rules PATH] [-i IDENTITY]... [--dry-run] [FILE...]
+           re-encrypt files (default: all the rules name) to the recipients named now
+`
+
+// authorCommand runs the authoring commands; ok is false for any other command.
+func authorCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int, ok bool) {
+	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) int{
+		"recipients": recipients, "edit": edit, "encrypt": encrypt, "decrypt": decrypt, "rekey": rekey,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		return 0, false
+	}
+	return cmd(args[1:], stdin, stdout, stderr), true
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// authorFlags are the flags every authoring command that touches files takes.
+type authorFlags struct {
+	fs         *flag.FlagSet
+	rules      string
+	identities listFlag
+}
+
+func newAuthorFlags(name string, stderr io.Writer) *authorFlags {
+	f := &authorFlags{fs: newFlags(name, stderr)}
+	f.fs.StringVar(&f.rules, "rules", "", "rule file (.sops.yaml or secrets.nix) to use instead of the nearest one above each file")
+	f.fs.Var(&f.identities, "i", "identity file to decrypt with (repeatable); default: $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY, ~/.config/sops/age/keys.txt, ~/.ssh/id_ed25519, ~/.ssh/id_rsa")
+	return f
+}
+
+// parse accepts flags before and after the file names.
+func (f *authorFlags) parse(args []string) ([]string, bool) {
+	var positional []string
+	for {
+		if err := f.fs.Parse(args); err != nil {
+			return nil, false
+		}
+		if f.fs.NArg() == 0 {
+			return positional, true
+		}
+		positional = append(positional, f.fs.Arg(0))
+		args = f.fs.Args()[1:]
+	}
+}
+
+func (f *authorFlags) author(stderr io.Writer) *authoring.Author {
+	home, _ := os.UserHomeDir()
+	ui := &plugin.ClientUI{
+		DisplayMessage: func(name, message string) error { fmt.Fprintf(stderr, "%s: %s\n", name, message); return nil },
+		RequestValue: func(name, prompt string, secret bool) (string, error) {
+			return "", errors.New("secretd cannot answer plugin prompts")
+		},
+		Confirm: func(name, prompt, yes, no string) (bool, error) {
+			fmt.Fprintf(stderr, "%s: %s\n", name, prompt)
+			return true, nil
+		},
+	}
+	return &authoring.Author{
+		RulesPath: f.rules,
+		UI:        ui,
+		Identities: func() ([]age.Identity, error) {
+			return authoring.FindIdentities(f.identities, authoring.Environment{Getenv: os.Getenv, Home: home}, func(note string) { fmt.Fprintln(stderr, "secretd:", note) })
+		},
+	}
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "secretd:", err)
+	return exitFailed
+}
+
+func recipients(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlags("recipients", stderr)
+	format := fs.String("format", "", "print a snippet for .sops.yaml (sops) or secrets.nix (agenix)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 || (*format != "" && *format != "sops" && *format != "agenix") {
+		fmt.Fprintln(stderr, "usage: secretd recipients [--format sops|agenix] [FILE|-]")
+		return exitUsage
+	}
+	var data []byte
+	var err error
+	if fs.NArg() == 0 || fs.Arg(0) == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(fs.Arg(0))
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	keys, err := identity.ParsePublicKeys(data)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	switch *format {
+	case "sops":
+		printSopsSnippet(stdout, keys)
+	case "agenix":
+		printAgenixSnippet(stdout, keys)
+	default:
+		for _, k := range keys {
+			if k.Name != "" {
+				fmt.Fprintf(stdout, "# %s\n", k.Name)
+			}
+			fmt.Fprintln(stdout, k.SSH)
+			if k.Age != "" {
+				fmt.Fprintln(stdout, k.Age)
+			}
+		}
+	}
+	return exitOK
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// keyName names a key in a snippet: its comment or host, made a valid YAML anchor and Nix
+// identifier.
+func keyName(k identity.PublicKey, i int) string {
+	name := strings.Trim(unsafeName.ReplaceAllString(strings.SplitN(k.Name, "@", 2)[len(strings.SplitN(k.Name, "@", 2))-1], "_"), "_")
+	if name == "" || (name[0] >= '0' && name[0] <= '9') || name[0] == '-' {
+		name = fmt.Sprintf("key%d", i+1)
+	}
+	return name
+}
+
+func printSopsSnippet(w io.Writer, keys []identity.PublicKey) {
+	fmt.Fprintln(w, "keys:")
+	var names []string
+	for i, k := range keys {
+		if k.Age == "" {
+			fmt.Fprintf(w, "  # %s: RSA keys have no age1 recipient; sops cannot use it\n", keyName(k, i))
+			continue
+		}
+		names = append(names, keyName(k, i))
+		fmt.Fprintf(w, "  - &%s %s\n", names[len(names)-1], k.Age)
+	}
+	fmt.Fprintln(w, "creation_rules:")
+	fmt.Fprintln(w, "  - path_regex: secrets/[^/]+\\.(yaml|json|env|ini)$")
+	fmt.Fprintln(w, "    key_groups:")
+	fmt.Fprintln(w, "      - age:")
+	for _, n := range names {
+		fmt.Fprintf(w, "          - *%s\n", n)
+	}
+}
+
+func printAgenixSnippet(w io.Writer, keys []identity.PublicKey) {
+	fmt.Fprintln(w, "let")
+	var names []string
+	for i, k := range keys {
+		names = append(names, keyName(k, i))
+		fmt.Fprintf(w, "  %s = %q;\n", names[i], k.SSH)
+	}
+	fmt.Fprintln(w, "in")
+	fmt.Fprintln(w, "{")
+	fmt.Fprintf(w, "  \"secret.age\".publicKeys = [ %s ];\n", strings.Join(names, " "))
+	fmt.Fprintln(w, "}")
+}
+
+func decrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f := newAuthorFlags("decrypt", stderr)
+	key := f.fs.String("key", "", "print only the value at this key of a sops file (a/b/0)")
+	files, ok := f.parse(args)
+	if !ok || len(files) != 1 {
+		fmt.Fprintln(stderr, "usage: secretd decrypt [-i IDENTITY]... [--key a/b] FILE")
+		return exitUsage
+	}
+	plain, err := f.author(stderr).Decrypt(files[0], *key)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	stdout.Write(plain)
+	clear(plain)
+	return exitOK
+}
+
+func encrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f := newAuthorFlags("encrypt", stderr)
+	files, ok := f.parse(args)
+	if !ok || len(files) != 1 {
+		fmt.Fprintln(stderr, "usage: secretd encrypt [--rules PATH] FILE < plaintext")
+		return exitUsage
+	}
+	plain, err := io.ReadAll(stdin)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer clear(plain)
+	if err := f.author(stderr).Encrypt(files[0], plain); err != nil {
+		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+func rekey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f := newAuthorFlags("rekey", stderr)
+	dryRun := f.fs.Bool("dry-run", false, "list what would change and write nothing")
+	files, ok := f.parse(args)
+	if !ok {
+		return exitUsage
+	}
+	results, err := f.author(stderr).Rekey(files, *dryRun)
+	for _, r := range results {
+		switch {
+		case !r.Changed:
+			fmt.Fprintf(stdout, "unchanged  %s\n", r.File)
+		case *dryRun:
+			fmt.Fprintf(stdout, "would rekey  %s\n", r.File)
+		default:
+			fmt.Fprintf(stdout, "rekeyed  %s\n", r.File)
+		}
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+func edit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f := newAuthorFlags("edit", stderr)
+	files, ok := f.parse(args)
+	if !ok || len(files) != 1 {
+		fmt.Fprintln(stderr, "usage: secretd edit [--rules PATH] [-i IDENTITY]... FILE")
+		return exitUsage
+	}
+	scratch, err := memoryDir()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	editor := os.Getenv("EDITOR")
+	if editor == "" {
+		editor = "vi"
+	}
+	// An interrupt ends the editor and lets Edit remove the plaintext before exiting.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	runEditor := func(ctx context.Context, path string) error {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", editor+` "$1"`, "sh", path)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+		return cmd.Run()
+	}
+	err = f.author(stderr).Edit(ctx, files[0], scratch, runEditor)
+	switch {
+	case errors.Is(err, authoring.ErrUnchanged):
+		fmt.Fprintf(stderr, "secretd: %s unchanged\n", files[0])
+	case err != nil:
+		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+// memoryDir is where edit keeps plaintext: $XDG_RUNTIME_DIR or /dev/shm, whichever is a memory
+// file system; never a disk.
+func memoryDir() (string, error) {
+	var tried []string
+	for _, dir := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
+		if dir == "" {
+			continue
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil && (st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC) {
+			return filepath.Clean(dir), nil
+		}
+		tried = append(tried, dir)
+	}
+	return "", fmt.Errorf("no memory-backed directory for the plaintext (tried %s): set XDG_RUNTIME_DIR to a tmpfs", strings.Join(tried, ", "))
+}
