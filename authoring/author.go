@@ -463,11 +463,12 @@ func (a *Author) Edit(ctx context.Context, file string, scratch string, edit fun
 	if err := os.WriteFile(path, s.plain, 0o600); err != nil {
 		return err
 	}
-	if err := edit(ctx, path); err != nil {
-		return fmt.Errorf("editor failed, %s not changed: %w", file, err)
-	}
+	err = edit(ctx, path)
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted, %s not changed: %w", file, ctx.Err())
+		return fmt.Errorf("interrupted, %s not changed", file)
+	}
+	if err != nil {
+		return fmt.Errorf("editor failed, %s not changed: %w", file, err)
 	}
 	edited, err := os.ReadFile(path)
 	if err != nil {

@@ -39,6 +39,7 @@ func TestAuthoringScripts(t *testing.T) {
 			"sshkey":   sshkey,
 			"agekey":   agekey,
 			"waitfile": waitfile,
+			"sigterm":  sigterm,
 			"emptydir": emptydir,
 			"expand":   expand,
 			"samefile": samefile,
@@ -73,7 +74,8 @@ func tmpfs(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// sshkey NAME writes an OpenSSH ed25519 key pair NAME and NAME.pub.
+// sshkey NAME writes an OpenSSH ed25519 key pair NAME and NAME.pub, and sets $NAME_PUB to the
+// public key.
 func sshkey(ts *testscript.TestScript, neg bool, args []string) {
 	for _, name := range args {
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -83,8 +85,9 @@ func sshkey(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(os.WriteFile(ts.MkAbs(name), pem.EncodeToMemory(block), 0o600))
 		sshPub, err := ssh.NewPublicKey(pub)
 		ts.Check(err)
-		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " root@" + filepath.Base(name) + "\n"
-		ts.Check(os.WriteFile(ts.MkAbs(name+".pub"), []byte(line), 0o644))
+		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+		ts.Check(os.WriteFile(ts.MkAbs(name+".pub"), []byte(line+" root@"+filepath.Base(name)+"\n"), 0o644))
+		ts.Setenv(strings.ToUpper(filepath.Base(name))+"_PUB", line)
 	}
 }
 
@@ -124,5 +127,12 @@ func emptydir(ts *testscript.TestScript, neg bool, args []string) {
 		if (len(entries) == 0) == neg {
 			ts.Fatalf("%s holds %d entries", dir, len(entries))
 		}
+	}
+}
+
+// sigterm sends SIGTERM to the background commands (the kill builtin knows INT and KILL only).
+func sigterm(ts *testscript.TestScript, neg bool, args []string) {
+	for _, cmd := range ts.BackgroundCmds() {
+		ts.Check(cmd.Process.Signal(unix.SIGTERM))
 	}
 }
