@@ -48,12 +48,27 @@ func ParsePublicKeys(data []byte) ([]PublicKey, error) {
 	return out, nil
 }
 
+// authorizedKeysFlags are the authorized_keys options without a value; any other first word
+// before a key names hosts, as in ssh-keyscan output.
+var authorizedKeysFlags = map[string]bool{
+	"agent-forwarding": true, "cert-authority": true, "no-agent-forwarding": true, "no-port-forwarding": true,
+	"no-pty": true, "no-user-rc": true, "no-x11-forwarding": true, "port-forwarding": true, "pty": true,
+	"restrict": true, "user-rc": true, "x11-forwarding": true, "no-touch-required": true, "verify-required": true,
+}
+
 func parsePublicKeyLine(line []byte) (ssh.PublicKey, string, error) {
-	if key, comment, _, _, err := ssh.ParseAuthorizedKey(line); err == nil {
-		return key, comment, nil
+	first, _, _ := strings.Cut(string(line), " ")
+	keyType := strings.HasPrefix(first, "ssh-") || strings.HasPrefix(first, "ecdsa-") || strings.HasPrefix(first, "sk-")
+	if keyType || strings.ContainsAny(first, `=,"`) || authorizedKeysFlags[strings.ToLower(first)] {
+		if key, comment, _, _, err := ssh.ParseAuthorizedKey(line); err == nil {
+			return key, comment, nil
+		}
 	}
 	_, hosts, key, comment, _, err := ssh.ParseKnownHosts(line)
 	if err != nil {
+		if key, comment, _, _, err := ssh.ParseAuthorizedKey(line); err == nil {
+			return key, comment, nil
+		}
 		return nil, "", errors.New("not an OpenSSH public key")
 	}
 	if len(hosts) > 0 {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/internal/testns"
 )
 
@@ -75,7 +76,7 @@ func tmpfs(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // sshkey NAME writes an OpenSSH ed25519 key pair NAME and NAME.pub, and sets $NAME_PUB to the
-// public key.
+// public key and $NAME_AGE to the age1… recipient of the private key's ssh-to-age identity.
 func sshkey(ts *testscript.TestScript, neg bool, args []string) {
 	for _, name := range args {
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -88,6 +89,9 @@ func sshkey(ts *testscript.TestScript, neg bool, args []string) {
 		line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
 		ts.Check(os.WriteFile(ts.MkAbs(name+".pub"), []byte(line+" root@"+filepath.Base(name)+"\n"), 0o644))
 		ts.Setenv(strings.ToUpper(filepath.Base(name))+"_PUB", line)
+		x25519, err := identity.X25519FromEd25519(priv)
+		ts.Check(err)
+		ts.Setenv(strings.ToUpper(filepath.Base(name))+"_AGE", x25519.Recipient().String())
 	}
 }
 
