@@ -443,8 +443,10 @@ var ErrUnchanged = errors.New("unchanged")
 // Edit decrypts file (or starts it empty) into a private file in scratch, runs edit on it and
 // encrypts the result back to file's rule. The plaintext is removed however Edit returns,
 // including when ctx is cancelled (an interrupt) while the editor runs. A failing editor writes
-// nothing; an unchanged plaintext leaves file as it was and returns ErrUnchanged.
-func (a *Author) Edit(ctx context.Context, file string, scratch string, edit func(ctx context.Context, path string) error) error {
+// nothing; an unchanged plaintext leaves file as it was and returns ErrUnchanged. When the
+// edited plaintext cannot be encrypted (malformed YAML, say) and again returns true, the editor
+// is run again on it, as `sops edit` offers.
+func (a *Author) Edit(ctx context.Context, file, scratch string, edit func(ctx context.Context, path string) error, again func(error) bool) error {
 	rule, err := a.RuleFor(file)
 	if err != nil {
 		return err
@@ -463,26 +465,31 @@ func (a *Author) Edit(ctx context.Context, file string, scratch string, edit fun
 	if err := os.WriteFile(path, s.plain, 0o600); err != nil {
 		return err
 	}
-	err = edit(ctx, path)
-	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted, %s not changed", file)
+	for {
+		err = edit(ctx, path)
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted, %s not changed", file)
+		}
+		if err != nil {
+			return fmt.Errorf("editor failed, %s not changed: %w", file, err)
+		}
+		edited, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(edited, s.plain) {
+			clear(edited)
+			return ErrUnchanged
+		}
+		out, err := s.seal(edited)
+		clear(edited)
+		if err == nil {
+			return writeAtomic(file, out)
+		}
+		if again == nil || !again(err) {
+			return fmt.Errorf("%s not changed: %w", file, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("editor failed, %s not changed: %w", file, err)
-	}
-	edited, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	defer clear(edited)
-	if bytes.Equal(edited, s.plain) {
-		return ErrUnchanged
-	}
-	out, err := s.seal(edited)
-	if err != nil {
-		return fmt.Errorf("%s not changed: %w", file, err)
-	}
-	return writeAtomic(file, out)
 }
 
 // wipe overwrites the plaintext file and removes its directory.

@@ -277,7 +277,7 @@ func edit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 		return cmd.Run()
 	}
-	err = f.author(stderr).Edit(ctx, files[0], scratch, runEditor)
+	err = f.author(stderr).Edit(ctx, files[0], scratch, runEditor, offerAgain(stdin, stderr))
 	switch {
 	case errors.Is(err, authoring.ErrUnchanged):
 		fmt.Fprintf(stderr, "secretd: %s unchanged\n", files[0])
@@ -285,6 +285,24 @@ func edit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	return exitOK
+}
+
+// offerAgain asks, on a terminal only, whether to reopen the editor on a plaintext that cannot
+// be encrypted.
+func offerAgain(stdin io.Reader, stderr io.Writer) func(error) bool {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return func(err error) bool {
+		fmt.Fprintf(stderr, "secretd: %v\nPress Enter to edit again, or Ctrl-D to give up the changes: ", err)
+		var line [1]byte
+		n, _ := f.Read(line[:])
+		return n == 1
+	}
 }
 
 // memoryDir is where edit keeps plaintext: $XDG_RUNTIME_DIR or /dev/shm, whichever is a memory
