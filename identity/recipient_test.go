@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"strings"
 	"testing"
 
@@ -39,6 +40,18 @@ func TestPublicKeyRecipients(t *testing.T) {
 		if len(keys) != 1 || keys[0].Age != want || keys[0].SSH != line {
 			t.Errorf("%s: got %+v, want age %s", name, keys, want)
 		}
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPub, err := ssh.NewPublicKey(&rsaKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParsePublicKeys(ssh.MarshalAuthorizedKey(rsaPub))
+	if err != nil || len(keys) != 1 || keys[0].Age != "" || !strings.HasPrefix(keys[0].SSH, "ssh-rsa ") {
+		t.Errorf("RSA key: %+v, %v; want its ssh-rsa recipient only", keys, err)
 	}
 	if _, err := ParsePublicKeys([]byte("ssh-ed25519 AAAA bogus\n")); err == nil {
 		t.Error("a malformed key was accepted")

@@ -378,13 +378,12 @@ func dropMetadata(m *yaml.Node) {
 
 // sealWalk walks a tree as sops' walkBranch does, with the data key's cipher and the MAC.
 type sealWalk struct {
-	rule     *rule
-	macOnly  bool
-	gcm      cipher.AEAD
-	mac      hash.Hash
-	stash    map[string][]byte
-	scratch  []byte
-	typeOnly bool
+	rule    *rule
+	macOnly bool
+	gcm     cipher.AEAD
+	mac     hash.Hash
+	stash   map[string][]byte
+	scratch []byte
 }
 
 func (o *Opened) newWalk() (*sealWalk, error) {
