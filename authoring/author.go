@@ -342,14 +342,16 @@ func (a *Author) Rekey(files []string, dryRun bool) ([]RekeyResult, error) {
 		}
 	}
 	var results []RekeyResult
+	var errs []error
 	for _, f := range files {
 		changed, err := a.rekeyOne(f, dryRun)
 		if err != nil {
-			return results, err
+			errs = append(errs, err)
+			continue
 		}
 		results = append(results, RekeyResult{File: f, Changed: changed})
 	}
-	return results, nil
+	return results, errors.Join(errs...)
 }
 
 func (a *Author) rekeyOne(file string, dryRun bool) (bool, error) {
