@@ -143,6 +143,13 @@ func parsePlain(format string, plain []byte) ([]*yaml.Node, error) {
 		return []*yaml.Node{doc}, refuseMetadataKey(doc)
 	case manifest.FormatDotenv:
 		return parsePlainDotenv(plain)
+	case manifest.FormatINI:
+		doc, err := structured.Parse(manifest.FormatINI, plain)
+		if err != nil {
+			return nil, err
+		}
+		root := toYAML(doc.Roots()[0], manifest.FormatINI)
+		return []*yaml.Node{root}, refuseMetadataKey(root)
 	case manifest.FormatBinary:
 		return []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{
 			{Kind: yaml.ScalarNode, Tag: "!!str", Value: "data"}, {Kind: yaml.ScalarNode, Tag: "!!str", Value: string(plain)},
@@ -197,6 +204,8 @@ func emitPlain(format string, docs []*yaml.Node) ([]byte, error) {
 		return emitJSON(docs[0])
 	case manifest.FormatDotenv:
 		return emitDotenv(docs[0], nil), nil
+	case manifest.FormatINI:
+		return emitINI(docs[0], nil)
 	case manifest.FormatBinary:
 		if len(docs[0].Content) == 2 {
 			return []byte(docs[0].Content[1].Value), nil
@@ -224,8 +233,47 @@ func emitEncrypted(format string, docs []*yaml.Node, m *writtenMetadata) ([]byte
 		return emitJSON(withMeta(docs[0]))
 	case manifest.FormatDotenv:
 		return emitDotenv(docs[0], meta), nil
+	case manifest.FormatINI:
+		return emitINI(docs[0], meta)
 	}
 	return nil, fmt.Errorf("secretd cannot write sops files in %s format", format)
+}
+
+// emitINI writes sections through structured's INI writer (ini.v1's layout, as sops' INI store
+// uses), meta flattened into a last "[sops]" section with newlines written as "\n". Comments
+// are not kept: the INI reader does not keep them.
+func emitINI(root, meta *yaml.Node) ([]byte, error) {
+	sections := &structured.Node{Kind: structured.Map}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		section := &structured.Node{Kind: structured.Map}
+		v := root.Content[i+1]
+		if v.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("INI: %q is not a section", root.Content[i].Value)
+		}
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			section.Entries = append(section.Entries, structured.Entry{Key: v.Content[j].Value, Value: &structured.Node{Kind: structured.String, Text: v.Content[j+1].Value}})
+		}
+		sections.Entries = append(sections.Entries, structured.Entry{Key: root.Content[i].Value, Value: section})
+	}
+	if meta != nil {
+		section := &structured.Node{Kind: structured.Map}
+		flatten(meta, "", func(k, v string) {
+			section.Entries = append(section.Entries, structured.Entry{Key: k, Value: &structured.Node{Kind: structured.String, Text: strings.ReplaceAll(v, "\n", `\n`)}})
+		})
+		sections.Entries = append(sections.Entries, structured.Entry{Key: metadataKey, Value: section})
+	}
+	doc, err := structured.NewDocument(manifest.FormatINI, sections)
+	if err != nil {
+		return nil, err
+	}
+	out, err := doc.Value("")
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out, nil
 }
 
 func emitYAMLDocs(docs []*yaml.Node) ([]byte, error) {
@@ -344,7 +392,7 @@ func flatten(n *yaml.Node, prefix string, emit func(k, v string)) {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			p := prefix + n.Content[i].Value
-			if prefix != metadataKey+"_" {
+			if prefix != metadataKey+"_" && prefix != "" {
 				p = prefix + flatMapSeparator + n.Content[i].Value
 			}
 			flatten(n.Content[i+1], p, emit)

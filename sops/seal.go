@@ -50,8 +50,8 @@ type Settings struct {
 // needs (the data key, the encryption settings, and the IV of every value, so that a value that
 // did not change keeps its exact ciphertext).
 type Opened struct {
-	// Format is the plaintext's format: manifest.FormatYAML, FormatJSON, FormatDotenv or
-	// FormatBinary.
+	// Format is the plaintext's format: manifest.FormatYAML, FormatJSON, FormatDotenv,
+	// FormatINI or FormatBinary.
 	Format string
 	// Plain is the plaintext. It is a secret: wipe it with Close.
 	Plain []byte
@@ -84,7 +84,7 @@ func New(format string, s Settings) (*Opened, error) {
 // checkFormat refuses the formats Seal cannot write.
 func checkFormat(format string) (string, error) {
 	switch format {
-	case manifest.FormatYAML, manifest.FormatJSON, manifest.FormatDotenv, manifest.FormatBinary:
+	case manifest.FormatYAML, manifest.FormatJSON, manifest.FormatDotenv, manifest.FormatINI, manifest.FormatBinary:
 		return format, nil
 	}
 	return "", fmt.Errorf("secretd cannot write sops files in %s format", format)

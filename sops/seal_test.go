@@ -90,6 +90,7 @@ var sealCases = []struct {
 	{"yaml-mac-only-encrypted", manifest.FormatYAML, "yaml", "password: two\nuser: admin\nport: 22\n", Settings{EncryptedRegex: "^password$", MACOnlyEncrypted: true}},
 	{"json", manifest.FormatJSON, "json", "{\n\t\"a\": \"x\\ny <&>\",\n\t\"b\": {\n\t\t\"c\": 1.5,\n\t\t\"l\": [\n\t\t\t1,\n\t\t\t\"ünï\",\n\t\t\tfalse,\n\t\t\tnull\n\t\t]\n\t},\n\t\"k_unencrypted\": 3\n}\n", Settings{}},
 	{"dotenv", manifest.FormatDotenv, "env", "A=1\n# a comment\nB=two\\nlines\nEMPTY=\n", Settings{}},
+	{"ini", manifest.FormatINI, "ini", "toplevel = 1\n[sec]\nk = v\nlonger_key = two\nüni = ✓ x\n\n[other]\nx=y\n", Settings{}},
 	{"binary", manifest.FormatBinary, "bin", "bin\x00ary\nbytes ✓", Settings{}},
 }
 
@@ -211,7 +212,8 @@ var encValue = regexp.MustCompile(`ENC\[AES256_GCM,[^\]]*\]`)
 func encryptedValues(data []byte) []string {
 	var out []string
 	for _, loc := range encValue.FindAllIndex(data, -1) {
-		if !bytes.Contains(data[max(0, loc[0]-8):loc[0]], []byte("mac")) {
+		lineStart := bytes.LastIndexByte(data[:loc[0]], '\n') + 1
+		if !bytes.Contains(data[lineStart:loc[0]], []byte("mac")) {
 			out = append(out, string(data[loc[0]:loc[1]]))
 		}
 	}
