@@ -30,7 +30,7 @@ type writtenMetadata struct {
 	binary bool
 }
 
-// fields lists the metadata in sops' order (alphabetical).
+// node builds the metadata tree, its keys in sops' order (alphabetical).
 func (m *writtenMetadata) node() *yaml.Node {
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 	ages := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
@@ -344,7 +344,7 @@ func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 	case "!!int", "!!float":
 		f, err := strconv.ParseFloat(n.Value, 64)
 		if err != nil {
-			return fmt.Errorf("writing JSON: %q is not a number", n.Value)
+			return errors.New("writing JSON: a number cannot be read")
 		}
 		v = f
 	default:
