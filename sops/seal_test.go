@@ -222,7 +222,7 @@ func encryptedValues(data []byte) []string {
 
 // withoutMetadata cuts the metadata, which is last in every format sops writes.
 func withoutMetadata(data []byte) []byte {
-	for _, marker := range []string{"\nsops:\n", "\n\t\"sops\": {", "\nsops_", "sops:\n"} {
+	for _, marker := range []string{"\nsops:\n", "\n\t\"sops\": {", "\nsops_", "\n[sops]\n", "sops:\n"} {
 		if i := bytes.Index(data, []byte(marker)); i >= 0 {
 			return data[:i]
 		}
@@ -289,4 +289,51 @@ func lineWith(data []byte, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestOpenWrittenBySops: files the real sops wrote (testdata/written, no sops needed) open to
+// what `sops -d` printed, and sealing the plaintext unchanged reproduces every value and comment
+// ciphertext sops wrote, as `sops edit` would.
+func TestOpenWrittenBySops(t *testing.T) {
+	keys, err := os.ReadFile("testdata/written/key.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipient := ids[0].(*age.X25519Identity).Recipient().String()
+	for _, ext := range []string{"yaml", "json", "env", "ini", "bin"} {
+		t.Run(ext, func(t *testing.T) {
+			enc, err := os.ReadFile("testdata/written/sops." + ext)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile("testdata/written/" + ext + ".plain")
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := Open(enc, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(o.Plain, want) {
+				t.Errorf("Open differs from sops -d (%d bytes, want %d)", len(o.Plain), len(want))
+			}
+			again, err := o.Seal(o.Plain, []string{recipient}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := encryptedValues(enc), encryptedValues(again); !slices.Equal(a, b) || len(a) == 0 {
+				t.Errorf("sealing unchanged plaintext changed ciphertexts (%d values, want %d)", len(b), len(a))
+			}
+			if !bytes.Equal(withoutMetadata(enc), withoutMetadata(again)) {
+				t.Errorf("sealing unchanged plaintext changed the document around its values")
+			}
+			if _, err := Decrypt(again, ids); err != nil {
+				t.Errorf("reading back: %v", err)
+			}
+		})
+	}
 }
