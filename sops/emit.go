@@ -142,7 +142,7 @@ func parsePlain(format string, plain []byte) ([]*yaml.Node, error) {
 		doc := toYAML(root, manifest.FormatJSON)
 		return []*yaml.Node{doc}, refuseMetadataKey(doc)
 	case manifest.FormatDotenv:
-		return parsePlainDotenv(plain)
+		return parseDotenvLines(plain, false)
 	case manifest.FormatINI:
 		doc, err := structured.Parse(manifest.FormatINI, plain)
 		if err != nil {
@@ -167,12 +167,13 @@ func refuseMetadataKey(m *yaml.Node) error {
 	return nil
 }
 
-// parsePlainDotenv reads dotenv as sops' store does: KEY=value split at the first "=", "\n"
-// meaning a newline, "#" lines as comments.
-func parsePlainDotenv(plain []byte) ([]*yaml.Node, error) {
+// parseDotenvLines reads dotenv as sops' store does: KEY=value split at the first "=", "\n"
+// meaning a newline, "#" lines as comments. Keys starting with "sops_" are metadata: dropped
+// from an encrypted file (withMetadata), refused in plaintext.
+func parseDotenvLines(data []byte, withMetadata bool) ([]*yaml.Node, error) {
 	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	var comments []string
-	for i, line := range strings.Split(string(plain), "\n") {
+	for i, line := range strings.Split(string(data), "\n") {
 		switch {
 		case line == "":
 			continue
@@ -185,6 +186,9 @@ func parsePlainDotenv(plain []byte) ([]*yaml.Node, error) {
 			return nil, fmt.Errorf("dotenv line %d: expected KEY=value", i+1)
 		}
 		if strings.HasPrefix(key, metadataKey+"_") {
+			if withMetadata {
+				continue
+			}
 			return nil, fmt.Errorf("dotenv line %d: keys starting with %q are reserved for sops metadata", i+1, metadataKey+"_")
 		}
 		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, HeadComment: strings.Join(comments, "\n")}

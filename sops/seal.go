@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ type Opened struct {
 
 	settings Settings
 	dataKey  []byte
-	stash    map[string][]byte
+	stash    map[string][][]byte
 	// ageKeys are the stanzas the file had, kept for recipients that stay.
 	ageKeys []ageKey
 }
@@ -78,7 +79,7 @@ func New(format string, s Settings) (*Opened, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	return &Opened{Format: format, settings: s, dataKey: key, stash: map[string][]byte{}}, nil
+	return &Opened{Format: format, settings: s, dataKey: key, stash: map[string][][]byte{}}, nil
 }
 
 // checkFormat refuses the formats Seal cannot write.
@@ -104,7 +105,7 @@ func Open(data []byte, ids []age.Identity) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][]byte{}, ageKeys: md.ageKeys}
+	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][][]byte{}, ageKeys: md.ageKeys}
 	if err := o.decryptTree(f.docs); err != nil {
 		o.Close()
 		return nil, err
@@ -124,7 +125,8 @@ func (o *Opened) Seal(plain []byte, recipients []string, now time.Time) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	w, err := o.newWalk()
+	// A copy: a failed Seal must leave every IV for the next try.
+	w, err := o.newWalk(maps.Clone(o.stash))
 	if err != nil {
 		return nil, err
 	}
@@ -289,16 +291,15 @@ func loadForWriting(data []byte) (*writableFile, *metadata, error) {
 		w.docs = docs
 		return w, md, nil
 	}
-	for _, root := range f.roots {
-		doc := toYAML(root, f.sourceFormat)
-		for i := range root.Entries {
-			var lines []string
-			for _, c := range f.comments.before(root, i) {
-				lines = append(lines, "#"+c)
-			}
-			doc.Content[2*i].HeadComment = strings.Join(lines, "\n")
+	if f.sourceFormat == manifest.FormatDotenv {
+		// Read again with comments, trailing ones included.
+		if w.docs, err = parseDotenvLines(data, true); err != nil {
+			return nil, nil, err
 		}
-		w.docs = append(w.docs, doc)
+		return w, md, nil
+	}
+	for _, root := range f.roots {
+		w.docs = append(w.docs, toYAML(root, f.sourceFormat))
 	}
 	return w, md, nil
 }
@@ -330,7 +331,12 @@ func decodeYAML(data []byte) ([]*yaml.Node, error) {
 		}
 		root.HeadComment = joinComments(doc.HeadComment, root.HeadComment)
 		root.FootComment = joinComments(root.FootComment, doc.FootComment)
-		docs = append(docs, expandAliases(root, 0))
+		budget := maxExpandedNodes
+		root, err = normalize(root, &budget)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, root)
 	}
 	if len(docs) == 0 {
 		docs = append(docs, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"})
@@ -345,25 +351,49 @@ func joinComments(a, b string) string {
 	return a + "\n" + b
 }
 
-// expandAliases replaces every alias by a copy of what it names, and forgets how the document
-// was laid out (flow style, quoting): sops writes its own layout.
-func expandAliases(n *yaml.Node, depth int) *yaml.Node {
-	if n.Kind == yaml.AliasNode && n.Alias != nil && depth < 100 {
-		target := *n.Alias
-		target.Anchor = ""
-		target.HeadComment, target.LineComment, target.FootComment = n.HeadComment, n.LineComment, n.FootComment
-		return expandAliases(&target, depth+1)
+// normalize returns n as sops' YAML store would write it back: every alias replaced by its own
+// copy of what it names (each copy is encrypted under its own path), the layout (flow style,
+// quoting) forgotten, and keys that are not strings refused, as sops refuses them. budget
+// bounds the expanded size.
+func normalize(n *yaml.Node, budget *int) (*yaml.Node, error) {
+	if *budget--; *budget < 0 {
+		return nil, fmt.Errorf("YAML expands to more than %d values", maxExpandedNodes)
 	}
-	n.Anchor, n.Style = "", 0
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
-		n.Style = stringStyle(n.Value)
+	c := *n
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		target, err := normalize(n.Alias, budget)
+		if err != nil {
+			return nil, err
+		}
+		c = *target
+		c.HeadComment, c.LineComment, c.FootComment = n.HeadComment, n.LineComment, n.FootComment
+		return &c, nil
 	}
-	content := make([]*yaml.Node, len(n.Content))
-	for i, c := range n.Content {
-		content[i] = expandAliases(c, depth)
+	c.Anchor, c.Style, c.Alias = "", 0, nil
+	if c.Kind == yaml.ScalarNode && c.ShortTag() == "!!str" {
+		c.Style = stringStyle(c.Value)
 	}
-	n.Content = content
-	return n
+	c.Content = make([]*yaml.Node, len(n.Content))
+	seen := map[string]bool{}
+	for i, child := range n.Content {
+		var err error
+		if c.Content[i], err = normalize(child, budget); err != nil {
+			return nil, err
+		}
+		if n.Kind != yaml.MappingNode || i%2 == 1 {
+			continue
+		}
+		// Errors give the line, not the key: a plaintext's key names stay out of messages.
+		k := c.Content[i]
+		if k.Kind != yaml.ScalarNode || (k.ShortTag() != "!!str" && k.ShortTag() != "!!merge") {
+			return nil, fmt.Errorf("line %d: a key that is not a string; sops supports string keys only", child.Line)
+		}
+		if seen[k.Value] {
+			return nil, fmt.Errorf("line %d: a key given twice in one mapping", child.Line)
+		}
+		seen[k.Value] = true
+	}
+	return &c, nil
 }
 
 // dropMetadata removes the top-level "sops" entry.
@@ -382,11 +412,12 @@ type sealWalk struct {
 	macOnly bool
 	gcm     cipher.AEAD
 	mac     hash.Hash
-	stash   map[string][]byte
+	stash   map[string][][]byte
 	scratch []byte
 }
 
-func (o *Opened) newWalk() (*sealWalk, error) {
+// newWalk starts a walk whose seal consumes IVs from, and whose open adds IVs to, stash.
+func (o *Opened) newWalk(stash map[string][][]byte) (*sealWalk, error) {
 	block, err := aes.NewCipher(o.dataKey)
 	if err != nil {
 		return nil, err
@@ -395,7 +426,7 @@ func (o *Opened) newWalk() (*sealWalk, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &sealWalk{rule: o.settings.rule(), macOnly: o.settings.MACOnlyEncrypted, gcm: gcm, mac: sha512.New(), stash: o.stash}
+	w := &sealWalk{rule: o.settings.rule(), macOnly: o.settings.MACOnlyEncrypted, gcm: gcm, mac: sha512.New(), stash: stash}
 	if w.macOnly {
 		io.WriteString(w.mac, macOnlyEncryptedInitialization)
 	}
@@ -516,7 +547,8 @@ func (w *sealWalk) encryptLeaf(n *yaml.Node, path []string, encrypted bool) erro
 		w.mac.Write(text)
 	}
 	if !encrypted || (typ == "str" && len(text) == 0) {
-		return nil
+		// Written back as sops writes the value it read: custom tags and odd spellings go.
+		return plainNode(n, typ, text)
 	}
 	enc, err := w.seal(typ, text, aad(path))
 	if err != nil {
@@ -527,6 +559,11 @@ func (w *sealWalk) encryptLeaf(n *yaml.Node, path []string, encrypted bool) erro
 }
 
 func (w *sealWalk) encryptComment(c *string, path []string) error {
+	if *c == "#" {
+		// An empty comment stays as it is: its ciphertext would have empty data, which the
+		// ENC[…] syntax does not allow.
+		return nil
+	}
 	enc, err := w.seal("comment", []byte((*c)[1:]), aad(path))
 	if err != nil {
 		return err
@@ -540,10 +577,14 @@ func stashKey(typ string, text []byte, additional string) string {
 }
 
 // seal encrypts one value. A value decrypted by Open with the same type, text and path reuses
-// its IV, and so its ciphertext, as sops' cipher does.
+// its IV, and so its ciphertext, as sops' cipher does. Equal values under one path (list
+// items) take the IVs in document order, so each keeps its own ciphertext.
 func (w *sealWalk) seal(typ string, text []byte, additional string) (string, error) {
-	iv, ok := w.stash[stashKey(typ, text, additional)]
-	if !ok {
+	k := stashKey(typ, text, additional)
+	var iv []byte
+	if ivs := w.stash[k]; len(ivs) > 0 {
+		iv, w.stash[k] = ivs[0], ivs[1:]
+	} else {
 		iv = make([]byte, nonceSize)
 		if _, err := rand.Read(iv); err != nil {
 			return "", err
@@ -569,13 +610,14 @@ func (w *sealWalk) open(s, additional string) (typ string, plain []byte, err err
 	if err != nil {
 		return "", nil, err
 	}
-	w.stash[stashKey(ev.typ, plain, additional)] = slices.Clone(ev.iv)
+	k := stashKey(ev.typ, plain, additional)
+	w.stash[k] = append(w.stash[k], slices.Clone(ev.iv))
 	return ev.typ, plain, nil
 }
 
 // decryptTree decrypts docs in place into the plaintext nodes sops' stores write.
 func (o *Opened) decryptTree(docs []*yaml.Node) error {
-	w, err := o.newWalk()
+	w, err := o.newWalk(o.stash)
 	if err != nil {
 		return err
 	}
