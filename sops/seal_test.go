@@ -13,22 +13,9 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/manifest"
 )
-
-// lookTool finds a tool the test needs: outside CI its absence skips the test, under CI=true it
-// fails it.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return path
-}
 
 type sealEnv struct {
 	sops, dir string
@@ -39,7 +26,7 @@ type sealEnv struct {
 
 func newSealEnv(t *testing.T) *sealEnv {
 	t.Helper()
-	e := &sealEnv{sops: lookTool(t, "sops"), dir: t.TempDir()}
+	e := &sealEnv{sops: testenv.Tool(t, "sops", "go install github.com/getsops/sops/v3/cmd/sops@v3.12.2"), dir: t.TempDir()}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)

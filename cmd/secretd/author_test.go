@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/internal/testns"
 )
 
@@ -58,7 +59,7 @@ func toolCondition(cond string) (bool, error) {
 		return false, fmt.Errorf("unknown condition %q", cond)
 	}
 	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("CI") == "true" {
+		if testenv.InCI() {
 			return false, fmt.Errorf("%s is required under CI: %v", tool, err)
 		}
 		return false, nil
