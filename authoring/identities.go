@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"filippo.io/age"
+	"filippo.io/age/plugin"
 
 	"github.com/secretd/secretd/identity"
 )
@@ -16,6 +17,8 @@ import (
 type Environment struct {
 	Getenv func(string) string
 	Home   string
+	// UI answers age plugins (a PIN, a touch); nil refuses their questions.
+	UI *plugin.ClientUI
 }
 
 // FindIdentities loads the identities to decrypt with, where sops and agenix look: the explicit
@@ -32,7 +35,7 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 		if err != nil {
 			return fmt.Errorf("identity %s: %w", path, err)
 		}
-		loaded, err := identity.Parse(data)
+		loaded, err := identity.Parse(data, env.UI)
 		clear(data)
 		if err != nil {
 			if required {
@@ -55,7 +58,7 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 		}
 	}
 	if k := env.Getenv("SOPS_AGE_KEY"); k != "" {
-		loaded, err := identity.Parse([]byte(k))
+		loaded, err := identity.Parse([]byte(k), env.UI)
 		if err != nil {
 			return nil, fmt.Errorf("$SOPS_AGE_KEY: %w", err)
 		}

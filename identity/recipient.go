@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"filippo.io/age"
+	"filippo.io/age/plugin"
 	"filippo.io/edwards25519"
 	"golang.org/x/crypto/ssh"
 )
@@ -112,8 +113,11 @@ func X25519RecipientOf(pub ed25519.PublicKey) (*age.X25519Recipient, error) {
 }
 
 // Parse reads identities from data as Load reads a file: an OpenSSH private key or an age
-// identity file.
-func Parse(data []byte) ([]age.Identity, error) {
-	ids, _, err := parse(data)
+// identity file. ui answers the age plugins it names; nil refuses every question, as at boot.
+func Parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, error) {
+	if ui == nil {
+		ui = unattendedUI()
+	}
+	ids, _, err := parse(data, ui)
 	return ids, err
 }

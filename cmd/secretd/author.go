@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/plugin"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/secretd/secretd/authoring"
 	"github.com/secretd/secretd/identity"
@@ -85,21 +87,53 @@ func (f *authorFlags) parse(args []string) ([]string, bool) {
 
 func (f *authorFlags) author(stderr io.Writer) *authoring.Author {
 	home, _ := os.UserHomeDir()
-	ui := &plugin.ClientUI{
-		DisplayMessage: func(name, message string) error { fmt.Fprintf(stderr, "%s: %s\n", name, message); return nil },
-		RequestValue: func(name, prompt string, secret bool) (string, error) {
-			return "", errors.New("secretd cannot answer plugin prompts")
-		},
-		Confirm: func(name, prompt, yes, no string) (bool, error) {
-			fmt.Fprintf(stderr, "%s: %s\n", name, prompt)
-			return true, nil
-		},
-	}
+	ui := terminalUI(stderr)
 	return &authoring.Author{
 		RulesPath: f.rules,
 		UI:        ui,
 		Identities: func() ([]age.Identity, error) {
-			return authoring.FindIdentities(f.identities, authoring.Environment{Getenv: os.Getenv, Home: home}, func(note string) { fmt.Fprintln(stderr, "secretd:", note) })
+			env := authoring.Environment{Getenv: os.Getenv, Home: home, UI: ui}
+			return authoring.FindIdentities(f.identities, env, func(note string) { fmt.Fprintln(stderr, "secretd:", note) })
+		},
+	}
+}
+
+// terminalUI lets age plugins talk to the user on the controlling terminal: messages on
+// stderr, questions (a PIN, a confirmation) read from /dev/tty, secrets without echo.
+func terminalUI(stderr io.Writer) *plugin.ClientUI {
+	ask := func(prompt string, secret bool) (string, error) {
+		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+		if err != nil {
+			return "", fmt.Errorf("an age plugin asks %q, and there is no terminal to answer on", prompt)
+		}
+		defer tty.Close()
+		fmt.Fprintf(tty, "%s ", prompt)
+		if secret {
+			b, err := term.ReadPassword(int(tty.Fd()))
+			fmt.Fprintln(tty)
+			return string(b), err
+		}
+		line, err := bufio.NewReader(tty).ReadString('\n')
+		return strings.TrimSpace(line), err
+	}
+	return &plugin.ClientUI{
+		DisplayMessage: func(name, message string) error {
+			fmt.Fprintf(stderr, "%s: %s\n", name, message)
+			return nil
+		},
+		RequestValue: func(name, prompt string, secret bool) (string, error) {
+			return ask(name+": "+prompt, secret)
+		},
+		Confirm: func(name, prompt, yes, no string) (bool, error) {
+			choices := "[" + yes + "]"
+			if no != "" {
+				choices = "[" + yes + "/" + no + "]"
+			}
+			answer, err := ask(name+": "+prompt+" "+choices, false)
+			return err == nil && (answer == "" || answer == yes), err
+		},
+		WaitTimer: func(name string) {
+			fmt.Fprintf(stderr, "%s: waiting on the plugin (touch your key?)\n", name)
 		},
 	}
 }
