@@ -20,11 +20,15 @@ type PublicKey struct {
 	SSH, Age string
 	// Name is the key's comment, or the host that ssh-keyscan named.
 	Name string
+	// Unusable says why age cannot encrypt to the key (an ECDSA key, say); SSH and Age are
+	// then empty.
+	Unusable string
 }
 
 // ParsePublicKeys reads OpenSSH public keys one per line: `.pub` files, `authorized_keys`
-// lines (options allowed) and `ssh-keyscan` output. Blank and "#" lines are skipped; key
-// types age cannot encrypt to are an error naming the line.
+// lines (options allowed) and `ssh-keyscan` output. Blank and "#" lines are skipped; a line
+// that is no key is an error naming it; keys of types age cannot encrypt to (ssh-keyscan
+// prints every type a host has) are returned as Unusable.
 func ParsePublicKeys(data []byte) ([]PublicKey, error) {
 	var out []PublicKey
 	for n, line := range bytes.Split(data, []byte("\n")) {
@@ -38,7 +42,7 @@ func ParsePublicKeys(data []byte) ([]PublicKey, error) {
 		}
 		pk, err := recipientsOf(key)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n+1, err)
+			pk = PublicKey{Unusable: err.Error()}
 		}
 		pk.Name = name
 		out = append(out, pk)

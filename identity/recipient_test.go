@@ -53,6 +53,11 @@ func TestPublicKeyRecipients(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Age != "" || !strings.HasPrefix(keys[0].SSH, "ssh-rsa ") {
 		t.Errorf("RSA key: %+v, %v; want its ssh-rsa recipient only", keys, err)
 	}
+	ecdsa := "web1 ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
+	keys, err = ParsePublicKeys([]byte(ecdsa + "web1 " + line + "\n"))
+	if err != nil || len(keys) != 2 || keys[0].Unusable == "" || keys[0].Name != "web1" || keys[1].Age != want {
+		t.Errorf("ssh-keyscan output with an ECDSA key: %+v, %v", keys, err)
+	}
 	if _, err := ParsePublicKeys([]byte("ssh-ed25519 AAAA bogus\n")); err == nil {
 		t.Error("a malformed key was accepted")
 	}

@@ -160,9 +160,20 @@ func recipients(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	keys, err := identity.ParsePublicKeys(data)
+	all, err := identity.ParsePublicKeys(data)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	var keys []identity.PublicKey
+	for _, k := range all {
+		if k.Unusable != "" {
+			fmt.Fprintf(stderr, "secretd: %s: skipped: %s\n", k.Name, k.Unusable)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return fail(stderr, errors.New("no key age can encrypt to (ed25519 or RSA)"))
 	}
 	switch *format {
 	case "sops":
