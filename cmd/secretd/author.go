@@ -196,42 +196,60 @@ func recipients(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
-// keyName names a key in a snippet: its comment or host, made a valid YAML anchor and Nix
-// identifier.
+// keyName names a key in a snippet: its host (the comment after any "user@"), made a valid
+// YAML anchor and Nix identifier.
 func keyName(k identity.PublicKey, i int) string {
-	name := strings.Trim(unsafeName.ReplaceAllString(strings.SplitN(k.Name, "@", 2)[len(strings.SplitN(k.Name, "@", 2))-1], "_"), "_")
+	host := k.Name
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		host = host[at+1:]
+	}
+	name := strings.Trim(unsafeName.ReplaceAllString(host, "_"), "_")
 	if name == "" || (name[0] >= '0' && name[0] <= '9') || name[0] == '-' {
 		name = fmt.Sprintf("key%d", i+1)
 	}
 	return name
 }
 
-func printSopsSnippet(w io.Writer, keys []identity.PublicKey) {
-	fmt.Fprintln(w, "keys:")
+// keyNames names every key, unique: a host's second key (its RSA key, say) gets a suffix.
+func keyNames(keys []identity.PublicKey) []string {
+	seen := map[string]bool{}
 	var names []string
 	for i, k := range keys {
-		if k.Age == "" {
-			fmt.Fprintf(w, "  # %s: RSA keys have no age1 recipient; sops cannot use it\n", keyName(k, i))
+		name := keyName(k, i)
+		for n := 2; seen[name]; n++ {
+			name = fmt.Sprintf("%s_%d", keyName(k, i), n)
+		}
+		seen[name] = true
+		names = append(names, name)
+	}
+	return names
+}
+
+func printSopsSnippet(w io.Writer, keys []identity.PublicKey) {
+	fmt.Fprintln(w, "keys:")
+	var used []string
+	for i, name := range keyNames(keys) {
+		if keys[i].Age == "" {
+			fmt.Fprintf(w, "  # %s: an RSA key has no age1 recipient; sops cannot use it\n", name)
 			continue
 		}
-		names = append(names, keyName(k, i))
-		fmt.Fprintf(w, "  - &%s %s\n", names[len(names)-1], k.Age)
+		used = append(used, name)
+		fmt.Fprintf(w, "  - &%s %s\n", name, keys[i].Age)
 	}
 	fmt.Fprintln(w, "creation_rules:")
 	fmt.Fprintln(w, "  - path_regex: secrets/[^/]+\\.(yaml|json|env|ini)$")
 	fmt.Fprintln(w, "    key_groups:")
 	fmt.Fprintln(w, "      - age:")
-	for _, n := range names {
+	for _, n := range used {
 		fmt.Fprintf(w, "          - *%s\n", n)
 	}
 }
 
 func printAgenixSnippet(w io.Writer, keys []identity.PublicKey) {
+	names := keyNames(keys)
 	fmt.Fprintln(w, "let")
-	var names []string
-	for i, k := range keys {
-		names = append(names, keyName(k, i))
-		fmt.Fprintf(w, "  %s = %q;\n", names[i], k.SSH)
+	for i, name := range names {
+		fmt.Fprintf(w, "  %s = %q;\n", name, keys[i].SSH)
 	}
 	fmt.Fprintln(w, "in")
 	fmt.Fprintln(w, "{")
