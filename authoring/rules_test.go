@@ -96,3 +96,17 @@ func TestFindRules(t *testing.T) {
 		}
 	}
 }
+
+// TestAgenixRulesNeedNix: without nix-instantiate, reading secrets.nix says what is missing.
+func TestAgenixRulesNeedNix(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, AgenixRulesName)
+	if err := os.WriteFile(p, []byte(`{ "a.age".publicKeys = [ "`+alice+`" ]; }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	_, err := LoadRules(p)
+	if err == nil || !strings.Contains(err.Error(), "needs nix-instantiate") || !strings.Contains(err.Error(), p) {
+		t.Errorf("error %v, want one naming nix-instantiate and %s", err, p)
+	}
+}
