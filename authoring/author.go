@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"filippo.io/age/agessh"
 	"filippo.io/age/armor"
 	"filippo.io/age/plugin"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/sops"
 )
@@ -109,6 +109,7 @@ func (a *Author) open(file string, rule *Rule) (*secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
+		o.UI = a.UI
 		return &secret{seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, now()) }, close: o.Close}, nil
 	}
 	ids, err := a.identities()
@@ -120,6 +121,7 @@ func (a *Author) open(file string, rule *Rule) (*secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
+		o.UI = a.UI
 		return &secret{plain: o.Plain, exists: true, seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, now()) }, close: o.Close}, nil
 	}
 	plain, err := ageDecrypt(data, ids)
@@ -190,25 +192,12 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// parseRecipients reads age1… (X25519, hybrid or plugin) and ssh-ed25519/ssh-rsa recipients.
 func (a *Author) parseRecipients(list []string) ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range list {
-		var r age.Recipient
-		var err error
-		switch {
-		case strings.HasPrefix(s, "ssh-"):
-			r, err = agessh.ParseRecipient(s)
-		case strings.HasPrefix(s, "age1pq1"):
-			r, err = age.ParseHybridRecipient(s)
-		case strings.HasPrefix(s, "age1") && strings.Count(s, "1") > 1:
-			// bech32 data never holds a "1": a second one names a plugin.
-			r, err = plugin.NewRecipient(s, a.UI)
-		default:
-			r, err = age.ParseX25519Recipient(s)
-		}
+		r, err := identity.ParseRecipient(s, a.UI)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: %w", s, err)
+			return nil, err
 		}
 		out = append(out, r)
 	}
@@ -266,6 +255,7 @@ func (a *Author) Encrypt(file string, plain []byte) error {
 		var o *sops.Opened
 		if o, err = sops.New(sopsFormat(file), rule.Settings); err == nil {
 			defer o.Close()
+			o.UI = a.UI
 			out, err = o.Seal(plain, rule.Recipients, a.now())
 		}
 	}
@@ -378,7 +368,7 @@ func (a *Author) rekeyOne(file string, dryRun bool) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		out, _, err := sops.UpdateKeys(data, ids, rule.Recipients)
+		out, _, err := sops.UpdateKeys(data, ids, rule.Recipients, a.UI)
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", file, err)
 		}

@@ -22,7 +22,8 @@ type Environment struct {
 }
 
 // FindIdentities loads the identities to decrypt with, where sops and agenix look: the explicit
-// paths (each must load), $SOPS_AGE_KEY_FILE (must load when set), $SOPS_AGE_KEY, then
+// paths (each must load), $SOPS_AGE_KEY_FILE and $SOPS_AGE_SSH_PRIVATE_KEY_FILE (each must load
+// when set), $SOPS_AGE_KEY, then
 // ~/.config/sops/age/keys.txt (or under $XDG_CONFIG_HOME), ~/.ssh/id_ed25519 and ~/.ssh/id_rsa
 // when present and usable. notes receives one line for each default file skipped as unusable.
 func FindIdentities(explicit []string, env Environment, notes func(string)) ([]age.Identity, error) {
@@ -52,9 +53,11 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 			return nil, err
 		}
 	}
-	if p := env.Getenv("SOPS_AGE_KEY_FILE"); p != "" {
-		if err := load(p, true); err != nil {
-			return nil, err
+	for _, v := range []string{"SOPS_AGE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_FILE"} {
+		if p := env.Getenv(v); p != "" {
+			if err := load(p, true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if k := env.Getenv("SOPS_AGE_KEY"); k != "" {

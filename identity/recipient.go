@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"filippo.io/age"
+	"filippo.io/age/agessh"
 	"filippo.io/age/plugin"
 	"filippo.io/edwards25519"
 	"golang.org/x/crypto/ssh"
@@ -124,4 +125,31 @@ func Parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, error) {
 	}
 	ids, _, err := parse(data, ui)
 	return ids, err
+}
+
+// ParseRecipient reads a recipient as sops and agenix take it: age1… (X25519), age1pq1…
+// (hybrid), an age plugin's recipient (a second "1": bech32 data never holds one, so it names
+// a plugin), or an ssh-ed25519/ssh-rsa public key. ui answers the plugin; nil refuses.
+func ParseRecipient(s string, ui *plugin.ClientUI) (age.Recipient, error) {
+	if ui == nil {
+		ui = unattendedUI()
+	}
+	var r age.Recipient
+	var err error
+	switch {
+	case strings.HasPrefix(s, "age1pq1"):
+		r, err = age.ParseHybridRecipient(s)
+	case strings.HasPrefix(s, "age1") && strings.Count(s, "1") > 1:
+		r, err = plugin.NewRecipient(s, ui)
+	case strings.HasPrefix(s, "age1"):
+		r, err = age.ParseX25519Recipient(s)
+	case strings.HasPrefix(s, "ssh-"):
+		r, err = agessh.ParseRecipient(s)
+	default:
+		err = errors.New("not an age1… or ssh- recipient")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recipient %q: %w", s, err)
+	}
+	return r, nil
 }

@@ -24,8 +24,10 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+	"filippo.io/age/plugin"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/manifest"
 )
 
@@ -56,6 +58,8 @@ type Opened struct {
 	Format string
 	// Plain is the plaintext. It is a secret: wipe it with Close.
 	Plain []byte
+	// UI answers age plugins named as recipients; nil refuses their questions.
+	UI *plugin.ClientUI
 
 	settings Settings
 	dataKey  []byte
@@ -117,7 +121,8 @@ func Open(data []byte, ids []age.Identity) (*Opened, error) {
 	return o, nil
 }
 
-// Seal encrypts plain (in o.Format) for recipients (age1… strings) and returns the file sops
+// Seal encrypts plain (in o.Format) for recipients (as identity.ParseRecipient reads them: sops
+// 3.12 takes age1…, age1pq1…, plugin and ssh- recipients) and returns the file sops
 // would write: values encrypted under o's data key, a new MAC and lastmodified. Recipients the
 // opened file already had keep their stanza.
 func (o *Opened) Seal(plain []byte, recipients []string, now time.Time) ([]byte, error) {
@@ -135,7 +140,7 @@ func (o *Opened) Seal(plain []byte, recipients []string, now time.Time) ([]byte,
 			return nil, err
 		}
 	}
-	keys, err := wrapDataKey(o.dataKey, recipients, o.ageKeys)
+	keys, err := wrapDataKey(o.dataKey, recipients, o.ageKeys, o.UI)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +169,7 @@ func Recipients(data []byte) ([]string, error) {
 // value, the MAC and lastmodified as they are, as `sops updatekeys` does. Recipients that the
 // file already lists keep their stanza. changed is false, and out is data, when the file is
 // already encrypted to exactly recipients.
-func UpdateKeys(data []byte, ids []age.Identity, recipients []string) (out []byte, changed bool, err error) {
+func UpdateKeys(data []byte, ids []age.Identity, recipients []string, ui *plugin.ClientUI) (out []byte, changed bool, err error) {
 	f, md, err := loadForWriting(data)
 	if err != nil {
 		return nil, false, err
@@ -181,7 +186,7 @@ func UpdateKeys(data []byte, ids []age.Identity, recipients []string) (out []byt
 		return nil, false, err
 	}
 	defer clear(key)
-	keys, err := wrapDataKey(key, recipients, md.ageKeys)
+	keys, err := wrapDataKey(key, recipients, md.ageKeys, ui)
 	if err != nil {
 		return nil, false, err
 	}
@@ -219,7 +224,7 @@ func (s Settings) rule() *rule {
 
 // wrapDataKey encrypts key to each recipient as sops does (one armored age file each), reusing
 // the stanza of a recipient found in existing.
-func wrapDataKey(key []byte, recipients []string, existing []ageKey) ([]ageKey, error) {
+func wrapDataKey(key []byte, recipients []string, existing []ageKey, ui *plugin.ClientUI) ([]ageKey, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("no recipients to encrypt the data key to")
 	}
@@ -229,9 +234,9 @@ func wrapDataKey(key []byte, recipients []string, existing []ageKey) ([]ageKey, 
 			out = append(out, existing[i])
 			continue
 		}
-		rcpt, err := age.ParseX25519Recipient(r)
+		rcpt, err := identity.ParseRecipient(r, ui)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: sops files take age1… recipients: %w", r, err)
+			return nil, err
 		}
 		var buf bytes.Buffer
 		aw := armor.NewWriter(&buf)

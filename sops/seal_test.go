@@ -234,11 +234,11 @@ func TestUpdateKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient})
+	same, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient}, nil)
 	if err != nil || changed || !bytes.Equal(same, enc) {
 		t.Fatalf("unchanged recipients rewrote the file (changed %v, err %v)", changed, err)
 	}
-	out, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient, other.Recipient().String()})
+	out, changed, err := UpdateKeys(enc, e.ids, []string{e.recipient, other.Recipient().String()}, nil)
 	if err != nil || !changed {
 		t.Fatalf("UpdateKeys: changed %v, err %v", changed, err)
 	}
