@@ -1,10 +1,12 @@
 package authoring
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"filippo.io/age"
@@ -23,7 +25,7 @@ type Environment struct {
 
 // FindIdentities loads the identities to decrypt with, where sops and agenix look: the explicit
 // paths (each must load), $SOPS_AGE_KEY_FILE and $SOPS_AGE_SSH_PRIVATE_KEY_FILE (each must load
-// when set), $SOPS_AGE_KEY, then
+// when set), the output of $SOPS_AGE_KEY_CMD, $SOPS_AGE_KEY, then
 // ~/.config/sops/age/keys.txt (or under $XDG_CONFIG_HOME), ~/.ssh/id_ed25519 and ~/.ssh/id_rsa
 // when present and usable. notes receives one line for each default file skipped as unusable.
 func FindIdentities(explicit []string, env Environment, notes func(string)) ([]age.Identity, error) {
@@ -59,6 +61,21 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 				return nil, err
 			}
 		}
+	}
+	if c := env.Getenv("SOPS_AGE_KEY_CMD"); c != "" {
+		var stderr bytes.Buffer
+		cmd := exec.Command("/bin/sh", "-c", c)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		loaded, err := identity.Parse(out, env.UI)
+		clear(out)
+		if err != nil {
+			return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %w", err)
+		}
+		ids = append(ids, loaded...)
 	}
 	if k := env.Getenv("SOPS_AGE_KEY"); k != "" {
 		loaded, err := identity.Parse([]byte(k), env.UI)

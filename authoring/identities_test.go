@@ -54,6 +54,16 @@ func TestFindIdentities(t *testing.T) {
 		t.Errorf("notes %q, want one about the passphrase-protected id_rsa", notes)
 	}
 
+	env["SOPS_AGE_KEY_CMD"] = "cat " + filepath.Join(home, ".config", "sops", "age", "keys.txt")
+	if ids, err := FindIdentities(nil, e, func(string) {}); err != nil || len(ids) != 5 {
+		t.Errorf("with $SOPS_AGE_KEY_CMD: %d identities, %v; want 5", len(ids), err)
+	}
+	env["SOPS_AGE_KEY_CMD"] = "exit 3"
+	if _, err := FindIdentities(nil, e, func(string) {}); err == nil || !strings.Contains(err.Error(), "SOPS_AGE_KEY_CMD") {
+		t.Errorf("a failing $SOPS_AGE_KEY_CMD: %v", err)
+	}
+	delete(env, "SOPS_AGE_KEY_CMD")
+
 	env["SOPS_AGE_KEY_FILE"] = filepath.Join(home, "missing")
 	if _, err := FindIdentities(nil, e, noNotes); err == nil {
 		t.Error("a missing $SOPS_AGE_KEY_FILE was accepted")
