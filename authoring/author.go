@@ -85,10 +85,8 @@ func (a *Author) RuleFor(file string) (*Rule, error) {
 // secret is a decrypted (or new) file and how to encrypt it again.
 type secret struct {
 	plain []byte
-	// exists is false for a new (or empty) file.
-	exists bool
-	seal   func(plain []byte) ([]byte, error)
-	close  func()
+	seal  func(plain []byte) ([]byte, error)
+	close func()
 }
 
 // open decrypts file, or starts it empty when it does not exist or is empty.
@@ -96,10 +94,6 @@ func (a *Author) open(file string, rule *Rule) (*secret, error) {
 	data, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
-	}
-	now := a.Now
-	if now == nil {
-		now = time.Now
 	}
 	if len(data) == 0 {
 		if rule.Age {
@@ -110,7 +104,7 @@ func (a *Author) open(file string, rule *Rule) (*secret, error) {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		o.UI = a.UI
-		return &secret{seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, now()) }, close: o.Close}, nil
+		return &secret{seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, a.now()) }, close: o.Close}, nil
 	}
 	ids, err := a.identities()
 	if err != nil {
@@ -122,13 +116,13 @@ func (a *Author) open(file string, rule *Rule) (*secret, error) {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		o.UI = a.UI
-		return &secret{plain: o.Plain, exists: true, seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, now()) }, close: o.Close}, nil
+		return &secret{plain: o.Plain, seal: func(p []byte) ([]byte, error) { return o.Seal(p, rule.Recipients, a.now()) }, close: o.Close}, nil
 	}
 	plain, err := ageDecrypt(data, ids)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return &secret{plain: plain, exists: true, seal: a.ageSealer(rule), close: func() { clear(plain) }}, nil
+	return &secret{plain: plain, seal: a.ageSealer(rule), close: func() { clear(plain) }}, nil
 }
 
 // sopsFormat picks a new sops file's format from its name, as sops does.
