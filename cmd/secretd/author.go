@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -229,12 +230,13 @@ func printSopsSnippet(w io.Writer, keys []identity.PublicKey) {
 	fmt.Fprintln(w, "keys:")
 	var used []string
 	for i, name := range keyNames(keys) {
-		if keys[i].Age == "" {
-			fmt.Fprintf(w, "  # %s: an RSA key has no age1 recipient; sops cannot use it\n", name)
-			continue
+		// An RSA key has no age1… form; sops 3.12 takes its ssh-rsa line.
+		recipient := keys[i].Age
+		if recipient == "" {
+			recipient = strconv.Quote(keys[i].SSH)
 		}
 		used = append(used, name)
-		fmt.Fprintf(w, "  - &%s %s\n", name, keys[i].Age)
+		fmt.Fprintf(w, "  - &%s %s\n", name, recipient)
 	}
 	fmt.Fprintln(w, "creation_rules:")
 	fmt.Fprintln(w, "  - path_regex: secrets/[^/]+\\.(yaml|json|env|ini)$")
