@@ -12,33 +12,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/internal/interop"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
 )
 
-// interopDir finds the interop corpus beside the repository root (the directory holding
-// go.mod). CI always provides it, so its absence fails the test.
+// interopDir is the interop corpus (see internal/interop).
 func interopDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	interop := filepath.Join(dir, "..", "shared", "interop")
-	if _, err := os.Stat(filepath.Join(interop, "README.md")); err != nil {
-		t.Fatalf("interop corpus missing at %s: %v", interop, err)
-	}
-	return interop
+	return interop.Dir(t)
 }
 
 func readFile(t testing.TB, path string) []byte {
