@@ -19,10 +19,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 
 	"filippo.io/age"
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -81,17 +79,7 @@ func newSSHEd25519Identity(key ed25519.PrivateKey) (*sshEd25519Identity, error) 
 // Unwrap follows agessh's multiUnwrap: stanzas for other identities are skipped, the first other
 // error stops the search.
 func (i *sshEd25519Identity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
-	for _, s := range stanzas {
-		fileKey, err := i.unwrap(s)
-		if errors.Is(err, age.ErrIncorrectIdentity) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return fileKey, nil
-	}
-	return nil, age.ErrIncorrectIdentity
+	return multiUnwrap(i.unwrap, stanzas)
 }
 
 // unwrap checks the stanza in agessh's order, so a malformed stanza for another key is still an
@@ -103,47 +91,22 @@ func (i *sshEd25519Identity) unwrap(block *age.Stanza) ([]byte, error) {
 	if len(block.Args) != 2 {
 		return nil, errors.New("invalid ssh-ed25519 recipient block")
 	}
-	// Newlines would be skipped by the decoder; age refuses them to keep one encoding.
-	if strings.ContainsAny(block.Args[1], "\n\r") {
-		return nil, errors.New("failed to parse ssh-ed25519 recipient: unexpected newline character")
-	}
-	share, err := stanzaBase64.DecodeString(block.Args[1])
+	share, err := decodeShare("ssh-ed25519", block.Args[1])
 	if err != nil {
-		return nil, fmt.Errorf("failed to parse ssh-ed25519 recipient: %v", err)
-	}
-	if len(share) != 32 {
-		return nil, errors.New("invalid ssh-ed25519 recipient block")
+		return nil, err
 	}
 	if block.Args[0] != i.fingerprint {
 		return nil, age.ErrIncorrectIdentity
 	}
-
 	shared, err := i.sharedSecret(share)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(shared)
-
-	salt := make([]byte, 0, 64)
-	salt = append(salt, share...)
-	salt = append(salt, i.ourPublicKey...)
-	wrappingKey, err := hkdf.Key(sha256.New, shared, salt, sshEd25519Label, chacha20poly1305.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(wrappingKey)
-	aead, err := chacha20poly1305.New(wrappingKey)
-	if err != nil {
-		return nil, err
-	}
 	// agessh does not bound the body length, so neither does this: any length that
-	// authenticates gives the same key as there.
-	fileKey, err := aead.Open(nil, make([]byte, chacha20poly1305.NonceSize), block.Body, nil)
-	if err != nil {
-		// The fingerprint is a 32-bit hint and may belong to another key.
-		return nil, age.ErrIncorrectIdentity
-	}
-	return fileKey, nil
+	// authenticates gives the same key as there. The fingerprint is a 32-bit hint, so a body
+	// that does not authenticate may be for another key.
+	return openFileKey(shared, share, i.ourPublicKey, sshEd25519Label, block.Body)
 }
 
 // sharedSecret is agessh's X25519(t, X25519(s, share)), down to ignoring an error from the

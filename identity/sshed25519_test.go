@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha512"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -41,12 +42,19 @@ func classify(err error) outcome {
 	return failed
 }
 
+// testKey is an ed25519 host key with its prepared identities and, as oracles, the identities
+// of agessh and age they replace.
 type testKey struct {
 	key       ed25519.PrivateKey
 	pub       ssh.PublicKey
 	prepared  *sshEd25519Identity
 	oracle    *agessh.Ed25519Identity
 	recipient *agessh.Ed25519Recipient
+
+	// The X25519 identity ssh-to-age derives.
+	x25519          *x25519Identity
+	x25519Oracle    *age.X25519Identity
+	x25519Recipient *age.X25519Recipient
 }
 
 func newTestKey(t testing.TB, seed []byte) *testKey {
@@ -72,15 +80,30 @@ func newTestKey(t testing.TB, seed []byte) *testKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testKey{key, pub, prepared, oracle, recipient}
+	x25519Oracle, err := X25519FromEd25519(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha512.Sum512(seed)
+	x25519, err := newX25519Identity(digest[:32], x25519Oracle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testKey{key, pub, prepared, oracle, recipient, x25519, x25519Oracle, x25519Oracle.Recipient()}
+}
+
+// sameUnwrap checks the prepared ssh-ed25519 identity against agessh's.
+func (k *testKey) sameUnwrap(t *testing.T, what string, stanzas []*age.Stanza) outcome {
+	t.Helper()
+	return sameUnwrap(t, what, k.prepared, k.oracle, stanzas)
 }
 
 // sameUnwrap checks both identities give the same file key, or the same class of error. File
 // keys are never printed.
-func (k *testKey) sameUnwrap(t *testing.T, what string, stanzas []*age.Stanza) outcome {
+func sameUnwrap(t *testing.T, what string, prepared, oracle age.Identity, stanzas []*age.Stanza) outcome {
 	t.Helper()
-	want, wantErr := k.oracle.Unwrap(stanzas)
-	got, gotErr := k.prepared.Unwrap(stanzas)
+	want, wantErr := oracle.Unwrap(stanzas)
+	got, gotErr := prepared.Unwrap(stanzas)
 	if classify(gotErr) != classify(wantErr) {
 		t.Fatalf("%s: got %v (%v), agessh gives %v (%v)", what, classify(gotErr), gotErr, classify(wantErr), wantErr)
 	}
@@ -281,6 +304,9 @@ func TestEd25519IdentitiesUsesPreparedIdentity(t *testing.T) {
 	if !strings.HasPrefix(wrapper.public, "ssh-ed25519 ") {
 		t.Fatalf("public key %q", wrapper.public)
 	}
+	if _, ok := ids[1].(*x25519Identity); !ok {
+		t.Fatalf("ssh-to-age identity is %T", ids[1])
+	}
 }
 
 // Points of small order of Curve25519 and their other encodings.
@@ -360,8 +386,9 @@ func TestSSHEd25519MatchesAgesshOnShares(t *testing.T) {
 	}
 }
 
-// FuzzSSHEd25519Unwrap holds one stanza of arbitrary fingerprint, share and body to agessh.
-func FuzzSSHEd25519Unwrap(f *testing.F) {
+// FuzzUnwrap holds an ssh-ed25519 stanza of arbitrary fingerprint, share and body to agessh,
+// and an X25519 stanza of the same share and body to age.
+func FuzzUnwrap(f *testing.F) {
 	k := newTestKey(f, bytes.Repeat([]byte{7}, 32))
 	stanzas, err := k.recipient.Wrap(make([]byte, 16))
 	if err != nil {
@@ -371,8 +398,14 @@ func FuzzSSHEd25519Unwrap(f *testing.F) {
 	f.Add(good.Args[0], good.Args[1], good.Body)
 	f.Add(good.Args[0], stanzaBase64.EncodeToString(lePoint(f, order8a)), good.Body)
 	f.Add("", "", []byte{})
+	x25519Stanzas, err := k.x25519Recipient.Wrap(make([]byte, 16))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("", x25519Stanzas[0].Args[0], x25519Stanzas[0].Body)
 	f.Fuzz(func(t *testing.T, fingerprint, share string, body []byte) {
-		k.sameUnwrap(t, "fuzzed stanza", []*age.Stanza{{Type: "ssh-ed25519", Args: []string{fingerprint, share}, Body: body}})
+		k.sameUnwrap(t, "fuzzed ssh-ed25519 stanza", []*age.Stanza{{Type: "ssh-ed25519", Args: []string{fingerprint, share}, Body: body}})
+		sameUnwrap(t, "fuzzed X25519 stanza", k.x25519, k.x25519Oracle, []*age.Stanza{{Type: "X25519", Args: []string{share}, Body: body}})
 	})
 }
 
