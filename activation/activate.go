@@ -38,7 +38,10 @@ type Options struct {
 	// ForUsers writes root-owned secrets without reading the user database, for secrets needed
 	// before users exist.
 	ForUsers bool
-	Log      *zap.Logger
+	// User activates the calling user's own secrets: generations go to a private directory on
+	// the user's runtime tmpfs, where no ramfs can be mounted.
+	User bool
+	Log  *zap.Logger
 	// Accounts resolves owners; nil reads the host's user database.
 	Accounts Accounts
 	// Connect reaches systemd; nil signals no unit.
@@ -55,199 +58,6 @@ func (o *Options) hook(point string) {
 	if o.Hook != nil {
 		o.Hook(point)
 	}
-}
-
-// Activate makes m live. On any error before the swap nothing visible changes.
-func Activate(ctx context.Context, m *manifest.Manifest, opts Options) (*Plan, error) {
-	if opts.Log == nil {
-		opts.Log = zap.NewNop()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Accounts == nil {
-		opts.Accounts = NewSystemAccounts()
-	}
-	if opts.ForUsers {
-		opts.Accounts = rootOnly{}
-	}
-	start := opts.Now()
-	log := opts.Log
-
-	outputs, err := resolveOutputs(m, opts.Accounts, opts.ForUsers)
-	if err != nil {
-		return nil, err
-	}
-	if !opts.DryRun {
-		unlock, err := lock(m.MountPoint)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-	}
-
-	ids, err := identity.Load(m.Identities, log)
-	if err != nil {
-		return nil, err
-	}
-	store := ramfs.Store{Root: m.MountPoint}
-	plan := &Plan{Manifest: opts.ManifestPath, SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Outputs: outputs}
-	liveGen, hasLive, err := store.Live(m.SecretsDir)
-	if err != nil {
-		return nil, fmt.Errorf("secretsDir %s: %w", m.SecretsDir, err)
-	}
-	var live map[string]liveFile
-	if hasLive {
-		if live, err = readLive(store.Dir(liveGen)); err != nil {
-			log.Warn("live generation unreadable; treating this as a first activation", zap.Int("generation", liveGen), zap.Error(err))
-			hasLive, live = false, nil
-		}
-	}
-	plan.LiveGeneration = 0
-	if hasLive {
-		plan.LiveGeneration = liveGen
-	}
-	plan.FirstActivation = !hasLive
-	previous, err := readPrevious(m.MountPoint)
-	if err != nil {
-		log.Warn("previous state unreadable", zap.Error(err))
-	}
-	var reuse *reuser
-	if hasLive && previous != nil && previous.Generation == liveGen {
-		reuse = newReuser(previous, live)
-	}
-	values, sources, stamps, reused, wipe, err := secretValues(m, ids, reuse, start)
-	if err != nil {
-		return nil, err
-	}
-	defer wipe()
-	readBack := &liveReader{tree: ramfs.NewTreeReader(store.Dir(liveGen)), live: live}
-	defer readBack.close()
-	for name, token := range m.Placeholders {
-		if reused[name] && usedInTemplates(m, token) {
-			if values[name], err = readBack.content(name); err != nil {
-				return nil, err
-			}
-		}
-	}
-	rendered := fillContent(m, outputs, values, reused)
-	defer func() {
-		for _, b := range rendered {
-			clear(b)
-		}
-	}()
-	// Outputs not known to be unchanged are compared with their live files.
-	for _, o := range outputs {
-		if l, ok := live[o.Name]; ok && !o.unchanged {
-			if l.content, err = readBack.content(o.Name); err != nil {
-				return nil, err
-			}
-			live[o.Name] = l
-		}
-	}
-	plan.computeChanges(live, previousConsumers(previous))
-	if plan.NewGeneration && !opts.DryRun {
-		for i := range outputs {
-			// Those a template needed were read already.
-			if o := &outputs[i]; o.unchanged && o.content == nil {
-				if o.content, err = readBack.content(o.Name); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	plan.Links = links(outputs)
-	interrupted, err := readPending(m.MountPoint)
-	if err != nil {
-		log.Warn("record of an interrupted activation unreadable", zap.Error(err))
-	}
-	plan.StaleLinks = staleLinks(previous, interrupted, outputs)
-	if interrupted != nil && hasLive && interrupted.Generation == liveGen {
-		// The run that made the live generation was killed before it told its units.
-		plan.addUnits(interrupted.Restart, interrupted.Reload)
-	}
-
-	realDirEmpty, err := checkSecretsDir(m.SecretsDir)
-	if err != nil {
-		return plan, err
-	}
-	if err := checkLinkTargets(outputs); err != nil {
-		return plan, err
-	}
-	if opts.DryRun {
-		return plan, nil
-	}
-	if err := cleanLeftovers(m, store, outputs, previous, interrupted, log); err != nil {
-		return plan, err
-	}
-
-	gen := liveGen
-	written := map[string]ramfs.FileInfo{}
-	for name, l := range live {
-		written[name] = l.info
-	}
-	if plan.NewGeneration {
-		if gen, written, err = writeGeneration(m, store, outputs, &opts); err != nil {
-			return plan, err
-		}
-	}
-	// Recorded before anything visible changes, so that a run killed from here on is finished
-	// by the next: its units told, its links known.
-	if err := writePending(m.MountPoint, &pending{Generation: gen, Restart: plan.Restart, Reload: plan.Reload, Links: plan.Links}); err != nil {
-		return plan, err
-	}
-	if plan.NewGeneration {
-		if realDirEmpty {
-			if err := os.Remove(m.SecretsDir); err != nil {
-				return plan, fmt.Errorf("secretsDir %s: replacing the empty directory: %w", m.SecretsDir, err)
-			}
-		}
-		if err := os.MkdirAll(filepath.Dir(m.SecretsDir), 0o755); err != nil {
-			return plan, fmt.Errorf("secretsDir %s: %w", m.SecretsDir, err)
-		}
-		if err := ramfs.SwapSymlink(m.SecretsDir, store.Dir(gen)); err != nil {
-			return plan, fmt.Errorf("swapping in generation %d: %w", gen, err)
-		}
-		opts.hook("swap")
-	}
-	if err := makeLinks(m, outputs, plan.StaleLinks, &opts); err != nil {
-		return plan, &LiveError{Generation: gen, Err: err}
-	}
-	pruned, err := store.Prune(m.KeepGenerations, gen)
-	if err != nil {
-		log.Warn("pruning old generations", zap.Error(err))
-	}
-	opts.hook("prune")
-
-	state := &State{
-		Generation: gen, ActivatedAt: start.UTC(), Manifest: opts.ManifestPath,
-		SecretsDir: m.SecretsDir, MountPoint: m.MountPoint, Identities: usedIdentities(ids, previous),
-		Outputs: outputStates(m, outputs, sources, stamps, written), Changes: plan.Changes, NewGen: plan.NewGeneration,
-	}
-	state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
-	if err := writeState(m.MountPoint, state); err != nil {
-		return plan, &LiveError{Generation: gen, Err: err}
-	}
-	opts.hook("state")
-
-	plan.Units = signal(ctx, plan, &opts)
-	if len(plan.Units) > 0 {
-		state.Units = plan.Units
-		state.DurationMS = float64(opts.Now().Sub(start).Microseconds()) / 1000
-		if err := writeState(m.MountPoint, state); err != nil {
-			return plan, &LiveError{Generation: gen, Err: err}
-		}
-	}
-	if err := removePending(m.MountPoint); err != nil {
-		return plan, &LiveError{Generation: gen, Err: err}
-	}
-	log.Info("activation complete",
-		zap.Int("generation", gen), zap.Bool("newGeneration", plan.NewGeneration),
-		zap.Int("secrets", len(m.Secrets)), zap.Int("templates", len(m.Templates)),
-		zap.Int("changed", len(plan.Changes)), zap.Ints("pruned", pruned),
-		zap.Strings("restart", plan.Restart), zap.Strings("reload", plan.Reload),
-		zap.Float64("ms", state.DurationMS))
-	return plan, nil
 }
 
 // LiveError is a failure after the generation became live: its secrets are in place, but what
@@ -432,7 +242,7 @@ func staleLinks(previous *State, interrupted *pending, outputs []Output) []strin
 // cleanLeftovers removes what a killed run left: unfinished generations and temporary symlinks
 // beside secretsDir and beside every path symlink it may have been making.
 func cleanLeftovers(m *manifest.Manifest, store ramfs.Store, outputs []Output, previous *State, interrupted *pending, log *zap.Logger) error {
-	if ok, _ := ramfs.IsRamfs(m.MountPoint); ok {
+	if store.Ready() {
 		removed, err := store.CleanLeftovers()
 		if err != nil {
 			return fmt.Errorf("removing leftovers of an interrupted run: %w", err)
@@ -525,7 +335,7 @@ func checkParent(dir string) error {
 const parallelWriteMin = 128
 
 func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, map[string]ramfs.FileInfo, error) {
-	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
+	if err := store.Ensure(); err != nil {
 		return 0, nil, err
 	}
 	next, err := store.Next()

@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/secretd/secretd/internal/interop"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
 )
@@ -81,12 +82,13 @@ var shrinkCases = func() []string {
 }()
 
 func TestShrinkIsTransparent(t *testing.T) {
+	dir := interop.Dir(t)
 	id := mustIdentity(t)
 	docs := map[string][]byte{
 		"generated": sopsFile(t, fileSpec{format: manifest.FormatYAML, roots: []*structured.Node{nestedTree()}, recipients: []age.Recipient{id.Recipient()}}),
 	}
 	for _, name := range []string{"secrets.sops.yaml", "many.sops.yaml"} {
-		docs[name] = readFile(t, filepath.Join(interopDir(t), "enc", name))
+		docs[name] = readFile(t, filepath.Join(dir, "enc", name))
 	}
 	for i, doc := range shrinkCases {
 		docs[fmt.Sprint(i)] = []byte(doc)
