@@ -27,6 +27,9 @@ const (
 	guestLib     = "/usr/local/lib/vmtest"
 	unitDir      = "/etc/systemd/system"
 	hostKeyPath  = "/etc/ssh/ssh_host_ed25519_key"
+	// wg-key's encrypted file lives outside the store: the switch scenario rewrites it in
+	// place, with the manifest unchanged.
+	wgKeyFile = guestData + "/external/wg-key.age"
 )
 
 // activationUnit is secretd.service or secretd-for-users.service with what its ExecStart
@@ -104,6 +107,13 @@ type testSecrets struct {
 
 func (s *testSecrets) add(label string, plaintext []byte, recipient string) {
 	s.t.Helper()
+	s.addAt(label, guestSecrets+"/"+label+".age", plaintext, recipient)
+}
+
+// addAt is add with the encrypted file at guest, such as a path outside the store that a
+// switch rewrites in place.
+func (s *testSecrets) addAt(label, guest string, plaintext []byte, recipient string) {
+	s.t.Helper()
 	plain := filepath.Join(s.dir, label+".txt")
 	if err := os.WriteFile(plain, plaintext, 0o600); err != nil {
 		s.t.Fatal(err)
@@ -115,7 +125,6 @@ func (s *testSecrets) add(label string, plaintext []byte, recipient string) {
 	if err := os.Remove(plain); err != nil {
 		s.t.Fatal(err)
 	}
-	guest := guestSecrets + "/" + label + ".age"
 	if err := s.payload.File(guest, 0o644, readFile(s.t, enc)); err != nil {
 		s.t.Fatal(err)
 	}
@@ -171,12 +180,20 @@ func versions() map[string][]output {
 		{name: "static-key", label: "static-key", owner: "svcuser", group: "svcgrp", mode: "0400", restart: []string{"app-static.service"}},
 		{name: "owned-cert", label: "owned-cert", owner: "svcuser", group: "svcgrp", mode: "0440", restart: []string{"app-owner.service"}},
 		{name: "tls/server.key", label: "tls-server-key", owner: "root", group: "root", mode: "0400"},
+		// Read at start by vmtest-early.service, an early-boot unit (DefaultDependencies=no).
+		{name: "wg-key", label: "wg-key-1", owner: "root", group: "root", mode: "0400", restart: []string{"vmtest-early.service"}},
 	}
 	v2 := replace(v1, "db-password", func(o *output) { o.label = "db-password-2" })
 	v2 = replace(v2, "api-token", func(o *output) { o.label = "api-token-2" })
 	v3 := replace(v2, "owned-cert", func(o *output) { o.mode = "0400" })
 	v4 := append(slices.Clone(v3), output{name: "undecryptable-token", label: "undecryptable", owner: "root", group: "root", mode: "0400"})
 	return map[string][]output{"v1": v1, "v2": v2, "v3": v3, "v4": v4}
+}
+
+// switchedExpectation is v3 once the switch scenario has rewritten wg-key's encrypted file
+// (outside the store, same path) with wg-key-2: the manifest is still v3.
+func switchedExpectation() []output {
+	return replace(versions()["v3"], "wg-key", func(o *output) { o.label = "wg-key-2" })
 }
 
 func replace(in []output, name string, change func(*output)) []output {
@@ -193,6 +210,19 @@ func replace(in []output, name string, change func(*output)) []output {
 var forUsersOutputs = []output{
 	{name: "alice-password", label: "alice-password", owner: "root", group: "root", mode: "0400"},
 }
+
+// The agenix scenario's secrets, as agenixCompat turns age.secrets into a manifest: all in
+// /run/agenix; bob-password is a user's hashedPasswordFile, so it is also in the for-users
+// manifest that the activation snippet runs before users are created.
+var (
+	agenixForUsers = []output{{name: "bob-password", label: "bob-password", owner: "root", group: "root", mode: "0400"}}
+	agenixAll      = append(slices.Clone(agenixForUsers), output{name: "app-token", label: "static-key", owner: "svcuser", group: "svcgrp", mode: "0440"})
+)
+
+const (
+	agenixDir        = "/run/agenix"
+	agenixMountPoint = "/run/agenix.d"
+)
 
 func manifestJSON(t *testing.T, secretsDir, mountPoint string, outs []output, files map[string]secretFile) []byte {
 	t.Helper()
@@ -259,11 +289,13 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 	plainDir := filepath.Join(work, "plain")
 	must(os.Mkdir(plainDir, 0o700))
 	s := &testSecrets{t: t, dir: plainDir, hostPub: hostKey + ".pub", otherPub: otherKey + ".pub", files: map[string]secretFile{}, payload: p}
-	for _, label := range []string{"db-password-1", "db-password-2", "api-token-1", "api-token-2", "static-key", "owned-cert", "tls-server-key"} {
+	for _, label := range []string{"db-password-1", "db-password-2", "api-token-1", "api-token-2", "static-key", "owned-cert", "tls-server-key", "wg-key-2"} {
 		s.add(label, randomText(t, 24), s.hostPub)
 	}
+	s.addAt("wg-key-1", wgKeyFile, randomText(t, 24), s.hostPub)
 	s.add("undecryptable", randomText(t, 24), s.otherPub)
 	s.add("alice-password", randomShadowHash(t), s.hostPub)
+	s.add("bob-password", randomShadowHash(t), s.hostPub)
 
 	vs := versions()
 	for _, v := range []string{"v1", "v2", "v3", "v4"} {
@@ -272,7 +304,12 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 			must(p.File(guestData+"/expect/"+v, 0o644, expectation(vs[v], s.files)))
 		}
 	}
+	must(p.File(guestData+"/expect/switched", 0o644, expectation(switchedExpectation(), s.files)))
 	must(p.File(guestData+"/expect/for-users", 0o644, expectation(forUsersOutputs, s.files)))
+	must(p.File(guestData+"/manifests/agenix-for-users.json", 0o644, manifestJSON(t, agenixDir, agenixMountPoint, agenixForUsers, s.files)))
+	must(p.File(guestData+"/manifests/agenix.json", 0o644, manifestJSON(t, agenixDir, agenixMountPoint, agenixAll, s.files)))
+	must(p.File(guestData+"/expect/agenix-for-users", 0o644, expectation(agenixForUsers, s.files)))
+	must(p.File(guestData+"/expect/agenix", 0o644, expectation(agenixAll, s.files)))
 
 	main, forUsers := units["secretd.service"], units["secretd-for-users.service"]
 	if main.binary != forUsers.binary {
@@ -296,17 +333,32 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 	}
 	must(p.File(guestData+"/plan", 0o644, []byte(planText.String())))
 	must(p.File(guestLib+"/run.sh", 0o755, readFile(t, filepath.Join(here, "testdata/guest/run.sh"))))
-	must(p.File(guestLib+"/probe.sh", 0o755, readFile(t, filepath.Join(here, "testdata/guest/probe.sh"))))
+	for _, script := range []string{"probe.sh", "early.sh", "activation.sh"} {
+		must(p.File(guestLib+"/"+script, 0o755, readFile(t, filepath.Join(here, "testdata/guest", script))))
+	}
 	must(p.File("/etc/sysusers.d/vmtest-alice.conf", 0o644, []byte("u alice - \"for-users test user\" /home/alice /bin/sh\n")))
 
 	// The activation units have no [Install] section when rendered by NixOS, which enables
 	// them with symlinks; do the same.
 	for _, u := range []*activationUnit{main, forUsers} {
 		must(p.File(unitDir+"/"+u.name, 0o644, u.text))
-		must(p.Symlink(unitDir+"/sysinit.target.wants/"+u.name, unitDir+"/"+u.name))
+		enable(t, p, unitDir, u.name, u.text)
 	}
 	addUnitTree(t, p, filepath.Join(here, "testdata/units"))
 	return p
+}
+
+// enable makes the .wants and .requires symlinks of a unit's WantedBy= and RequiredBy=, as
+// systemctl enable (and NixOS) do.
+func enable(t *testing.T, p *vm.Payload, dir, name string, unit []byte) {
+	t.Helper()
+	for key, suffix := range map[string]string{"WantedBy": ".wants", "RequiredBy": ".requires"} {
+		for _, target := range installedBy(unit, key) {
+			if err := p.Symlink(dir+"/"+target+suffix+"/"+name, dir+"/"+name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // addUnitTree copies unit files and drop-in directories to /etc/systemd/system and enables
@@ -333,18 +385,15 @@ func addUnitTree(t *testing.T, p *vm.Payload, dir string) {
 		if strings.Contains(rel, "/") {
 			continue // a drop-in
 		}
-		for _, target := range wantedBy(text) {
-			if err := p.Symlink(unitDir+"/"+target+".wants/"+rel, unitDir+"/"+rel); err != nil {
-				t.Fatal(err)
-			}
-		}
+		enable(t, p, unitDir, rel, text)
 	}
 }
 
-func wantedBy(unit []byte) []string {
+// installedBy lists the units named by an [Install] key such as WantedBy.
+func installedBy(unit []byte, key string) []string {
 	var targets []string
 	for _, line := range strings.Split(string(unit), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "WantedBy="); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+"="); ok {
 			targets = append(targets, strings.Fields(v)...)
 		}
 	}

@@ -124,10 +124,15 @@ let
     };
 
   # What the golden unit files are rendered from: the default identities and one secret of
-  # each kind, with systemd-sysusers so that both units exist.
+  # each kind, with systemd-sysusers so that both units exist, and the VM test's early-boot
+  # unit that reads a secret at start (secretd.service is ordered before it).
   golden = {
     services.openssh.enable = true;
     systemd.sysusers.enable = true;
+    systemd.services.vmtest-early = {
+      unitConfig.DefaultDependencies = false;
+      serviceConfig.ExecStart = "/usr/local/lib/vmtest/early.sh /run/secrets/wg-key";
+    };
     secretd = {
       enable = true;
       secrets.token.file = ./fixtures/token.age;

@@ -402,6 +402,74 @@ scenario_failure() {
 	check "secretd.service succeeded" unit_succeeded secretd.service
 }
 
+scenario_early_boot() {
+	check "vmtest-early.service (DefaultDependencies=no) succeeded" unit_succeeded vmtest-early.service
+	check "vmtest-early.service has no default dependencies" eq "$(prop vmtest-early.service DefaultDependencies)" no
+	check "secretd.service is ordered before vmtest-early.service (the unit itself names no order)" \
+		has_word "$(prop vmtest-early.service After)" secretd.service
+	check "vmtest-early.service started after secretd.service had finished" started_after vmtest-early.service secretd.service
+	check "vmtest-early.service was active before sysinit.target" finished_before vmtest-early.service sysinit.target
+	check "vmtest-early.service read wg-key at start" seen_is vmtest-early.service v1 wg-key
+}
+
+has_word() { # "WORDS" WORD
+	case " $1 " in *" $2 "*) return 0 ;; esac
+	echo "'$2' not in '$1'"
+	return 1
+}
+
+scenario_agenix_password() {
+	check "the emulated activation script succeeded" unit_succeeded vmtest-activation.service
+	check "it finished before secretd.service started" \
+		started_after secretd.service vmtest-activation.service
+	check "/run/agenix.d is a ramfs" fstype_is /run/agenix.d ramfs
+	check "the users step found /run/agenix in a generation on /run/agenix.d" \
+		eq "$(dirname "$(cat /run/vmtest/agenix-at-users 2>&1)")" /run/agenix.d
+	check_set agenix-for-users /run/agenix
+	check "bob was created at first boot" getent passwd bob
+	check "bob's shadow hash is the age secret bob-password" shadow_is bob "$(expected_hash agenix-for-users bob-password)"
+	# Then secretd.service of that configuration activates every secret into /run/agenix.
+	local users_gen
+	users_gen=$(readlink -f /run/agenix)
+	check "activating all agenix secrets, as its secretd.service does, succeeds" "$SECRETD" activate --manifest "$DATA/manifests/agenix.json"
+	check "/run/agenix points to a new generation" ne "$(readlink -f /run/agenix)" "$users_gen"
+	check "/run/agenix is a symlink into /run/agenix.d" link_into /run/agenix /run/agenix.d
+	check_set agenix /run/agenix
+	check "bob's shadow hash is unchanged" shadow_is bob "$(expected_hash agenix bob-password)"
+}
+
+# switch_same_manifest: what switch-to-configuration does when the manifest did not change:
+# the unit file is the same, so it is neither restarted nor reloaded; systemd is reloaded and
+# sysinit-reactivation.target restarted, which starts the units it requires that are inactive.
+switch_same_manifest() {
+	cmp -s "$DATA/manifests/v3.json" "$MANIFEST" || { echo "the live manifest is not v3"; return 1; }
+	cp "$DATA/manifests/v3.json" "$MANIFEST" &&
+		systemctl daemon-reload &&
+		systemctl restart sysinit-reactivation.target
+}
+
+scenario_switch_rerun() {
+	local before gen_before early_before u
+	before=$(ids)
+	gen_before=$(readlink -f /run/secrets)
+	early_before=$(id_of vmtest-early.service)
+	local secretd_before
+	secretd_before=$(id_of secretd.service)
+	check "secretd.service is inactive once done (no RemainAfterExit)" eq "$(prop secretd.service ActiveState)" inactive
+	# The encrypted file outside the store changes; the manifest naming it does not.
+	cp "$DATA/secrets/wg-key-2.age" "$DATA/external/wg-key.age"
+	check "a switch with the same manifest (daemon-reload, restart sysinit-reactivation.target) succeeds" switch_same_manifest
+	check "secretd.service ran again" restarted secretd.service "$secretd_before"
+	check "secretd.service succeeded" unit_succeeded secretd.service
+	check "/run/secrets points to a new generation" ne "$(readlink -f /run/secrets)" "$gen_before"
+	check_set switched
+	check "vmtest-early.service (restartUnits of wg-key) restarted" wait_until restarted vmtest-early.service "$early_before"
+	check "the restarted vmtest-early.service read the new wg-key" wait_until seen_is vmtest-early.service switched wg-key
+	for u in app-restart app-reload app-static app-owner; do
+		check "$u.service (its secret unchanged) kept its InvocationID" eq "$(id_of $u.service)" "$(field "$before" $u)"
+	done
+}
+
 journal_names() { # CURSOR WORD
 	journalctl -q --no-pager -o cat -u secretd.service ${1:+--after-cursor="$1"} | grep -q -F "$2" ||
 		{ echo "no secretd.service journal line since the restart mentions $2"; return 1; }
@@ -416,8 +484,10 @@ scenario_reboot() {
 	check "/run/secrets.d is a ramfs" fstype_is /run/secrets.d ramfs
 	check "exactly one generation exists" eq "$(generation_count /run/secrets.d)" 1
 	check "/run/secrets points to it" link_into /run/secrets /run/secrets.d
-	check_set v3
+	check_set switched
 	check "app-restart.service sees the rotated db-password" wait_until seen_is app-restart.service v3 db-password
+	check "vmtest-early.service read the switched wg-key at boot" seen_is vmtest-early.service switched wg-key
+	check "the agenix password step ran again: bob's hash is the secret" shadow_is bob "$(expected_hash agenix bob-password)"
 	check "secretd status exits 0" status_exit 0
 }
 
