@@ -3,5 +3,5 @@
 # It records the SHA-256 of what it read for the runner to compare.
 set -eu
 mkdir -p /run/vmtest-early
-sum=$(sha256sum <"$1" | cut -d' ' -f1)
-echo "$sum" >/run/vmtest-early/seen
+sum=$(sha256sum <"$1")
+echo "${sum%% *}" >/run/vmtest-early/seen
