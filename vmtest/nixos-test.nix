@@ -47,6 +47,10 @@ let
     imports = [ modeChanged ];
     secretd.secrets.undecryptable-token.file = fixture "undecryptable";
   };
+
+  # wg-key's encrypted file lives outside the store, where the switch-rerun scenario rewrites
+  # it in place without changing the configuration.
+  wgKeyFile = "/var/lib/vmtest/wg-key.age";
 in
 pkgs.testers.runNixOSTest {
   name = "secretd";
@@ -111,8 +115,22 @@ pkgs.testers.runNixOSTest {
             file = fixture "alice-password";
             neededForUsers = true;
           };
+          # Read at start by vmtest-early, an early-boot unit.
+          wg-key = {
+            file = wgKeyFile;
+            restartUnits = [ "vmtest-early.service" ];
+          };
         };
+        # The build cannot read wg-key's file, which is outside the store.
+        checkManifest = false;
       };
+
+      # Before systemd starts any unit at boot; never overwrites the file the test rewrites.
+      system.activationScripts.vmtest-wg-key = {
+        deps = [ "specialfs" ];
+        text = "[ -e ${wgKeyFile} ] || install -D -m 0644 ${fixture "wg-key-1"} ${wgKeyFile}";
+      };
+      environment.etc."vmtest/wg-key-2.age".source = fixture "wg-key-2";
 
       systemd.services = {
         app-restart = consumer "app-restart" {
@@ -134,6 +152,23 @@ pkgs.testers.runNixOSTest {
         app-owner = consumer "app-owner" {
           read = "/run/secrets/owned-cert";
           serviceConfig.User = "svcuser";
+        };
+        # An early-boot unit (as systemd-networkd reading a WireGuard key) that names no order:
+        # the module orders secretd.service before it because it reads a secret.
+        vmtest-early = {
+          wantedBy = [ "sysinit.target" ];
+          before = [ "sysinit.target" ];
+          startLimitIntervalSec = 0;
+          unitConfig.DefaultDependencies = false;
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+          };
+          script = ''
+            mkdir -p /run/vmtest-early
+            sum=$(sha256sum </run/secrets/wg-key)
+            echo "''${sum%% *}" >/run/vmtest-early/seen
+          '';
         };
         # Records, before secretd runs at boot, that no generation exists yet.
         secretd-probe = {
@@ -165,6 +200,25 @@ pkgs.testers.runNixOSTest {
       };
     };
 
+  # agenixCompat with users created by the activation script (neither userborn nor
+  # systemd-sysusers): bob's hashedPasswordFile is an age secret, activated before users.
+  nodes.agenix =
+    { config, ... }:
+    {
+      imports = [ ../nixos/compat/agenix.nix ];
+      secretd.package = package;
+      users.mutableUsers = false;
+      users.allowNoPasswordLogin = true;
+      users.users.bob = {
+        isNormalUser = true;
+        hashedPasswordFile = config.age.secrets.bob-password.path;
+      };
+      # The activation script creates users before it populates /etc, so the throwaway test
+      # key is read from the store; a real host's key is already on its disk.
+      age.identityPaths = [ "${fixtures}/ssh_host_ed25519_key" ];
+      age.secrets.bob-password.file = fixture "bob-password";
+    };
+
   testScript =
     { nodes, ... }:
     let
@@ -182,12 +236,15 @@ pkgs.testers.runNixOSTest {
           "static-key": ("svcuser", "svcgrp", "400", "static-key"),
           "owned-cert": ("svcuser", "svcgrp", "440", "owned-cert"),
           "tls/server.key": ("root", "root", "400", "tls-server-key"),
+          "wg-key": ("root", "root", "400", "wg-key-1"),
       }
       v2 = dict(v1, **{
           "db-password": ("root", "root", "400", "db-password-2"),
           "api-token": ("root", "svcgrp", "440", "api-token-2"),
       })
       v3 = dict(v2, **{"owned-cert": ("svcuser", "svcgrp", "400", "owned-cert")})
+      # After wg-key's file outside the store was rewritten with wg-key-2.
+      switched = dict(v3, **{"wg-key": ("root", "root", "400", "wg-key-2")})
 
 
       def prop(unit, name):
@@ -211,6 +268,14 @@ pkgs.testers.runNixOSTest {
           machine.wait_until_succeeds(f"test -s /run/{unit}/seen")
           got = machine.succeed(f"cat /run/{unit}/seen").strip()
           assert got == expected[fixture], f"{unit} read other content than {fixture}"
+
+
+      def seen_now(unit, fixture):
+          machine.wait_until_succeeds(f"grep -qx {expected[fixture]} /run/{unit}/seen")
+
+
+      def shadow_sha(node, user):
+          return node.succeed(f"getent shadow {user} | cut -d: -f2 | tr -d '\\n' | sha256sum | cut -d' ' -f1").strip()
 
 
       def ids():
@@ -256,8 +321,23 @@ pkgs.testers.runNixOSTest {
           userborn = int(prop("userborn.service", "ExecMainStartTimestampMonotonic"))
           assert 0 < done <= userborn, "secretd-for-users.service did not finish before userborn started"
           check_set({"alice-password": ("root", "root", "400", "alice-password")}, "/run/secrets-for-users")
-          shadow = machine.succeed("getent shadow alice | cut -d: -f2 | tr -d '\\n' | sha256sum | cut -d' ' -f1").strip()
-          assert shadow == expected["alice-password"], "alice's shadow hash is not the secret"
+          assert shadow_sha(machine, "alice") == expected["alice-password"], "alice's shadow hash is not the secret"
+
+      with subtest("early-boot: a DefaultDependencies=no unit reads a secret at start"):
+          assert "secretd.service" in prop("vmtest-early.service", "After").split(), "secretd.service is not ordered before vmtest-early"
+          assert prop("vmtest-early.service", "Result") == "success"
+          done = int(prop("secretd.service", "ExecMainExitTimestampMonotonic"))
+          start = int(prop("vmtest-early.service", "ExecMainStartTimestampMonotonic"))
+          assert 0 < done <= start, f"vmtest-early started at {start}us, secretd done at {done}us"
+          seen("vmtest-early", "wg-key-1")
+
+      with subtest("agenix-password: agenixCompat sets a password from an age secret at first boot"):
+          agenix.wait_for_unit("multi-user.target")
+          assert shadow_sha(agenix, "bob") == expected["bob-password"], "bob's shadow hash is not the secret"
+          agenix.succeed("test \"$(stat -f -c %T /run/agenix.d)\" = ramfs")
+          agenix.succeed("test -L /run/agenix")
+          got = agenix.succeed("sha256sum </run/agenix/bob-password | cut -d' ' -f1").strip()
+          assert got == expected["bob-password"], "/run/agenix/bob-password is not the secret"
 
       with subtest("status: healthy, then unhealthy naming a file whose mode changed"):
           machine.succeed("secretd status")
@@ -311,6 +391,22 @@ pkgs.testers.runNixOSTest {
           machine.succeed("${switchTo "mode-changed"}")
           assert prop("secretd.service", "Result") == "success"
 
+      with subtest("switch-rerun: a switch with the same manifest rereads a changed file outside the store"):
+          before, generation = ids(), live()
+          runs, early = prop("secretd.service", "InvocationID"), prop("vmtest-early.service", "InvocationID")
+          assert prop("secretd.service", "ActiveState") == "inactive", "secretd.service stays active"
+          machine.succeed("install -m 0644 /etc/vmtest/wg-key-2.age ${wgKeyFile}")
+          machine.succeed("${switchTo "mode-changed"}")
+          assert prop("secretd.service", "InvocationID") != runs, "secretd.service did not run again"
+          assert prop("secretd.service", "Result") == "success"
+          assert live() != generation, "/run/secrets still points to the old generation"
+          check_set(switched)
+          machine.wait_until_succeeds(f"test \"$(systemctl show -P InvocationID vmtest-early.service)\" != {early}")
+          seen_now("vmtest-early", "wg-key-2")
+          after = ids()
+          for unit in before:
+              assert after[unit] == before[unit], f"{unit} was restarted"
+
       with subtest("reboot: the ramfs starts empty and activation starts over cleanly"):
           machine.shutdown()
           machine.start()
@@ -319,8 +415,10 @@ pkgs.testers.runNixOSTest {
           machine.succeed("test \"$(stat -f -c %T /run/secrets.d)\" = ramfs")
           count = machine.succeed("find /run/secrets.d -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' | wc -l").strip()
           assert count == "1", f"{count} generations after a reboot"
-          # The boot entry is the base configuration, whatever was switched to at run time.
-          check_set(v1)
+          # The boot entry is the base configuration, whatever was switched to at run time; wg-key's
+          # file keeps what the switch-rerun scenario wrote.
+          check_set(dict(v1, **{"wg-key": switched["wg-key"]}))
+          seen("vmtest-early", "wg-key-2")
           machine.wait_for_unit("app-restart.service")
           seen("app-restart", "db-password-1")
           machine.succeed("secretd status")

@@ -20,9 +20,9 @@ shadow() {
 
 echo "{" >expected.json
 sep=""
-for label in db-password-1 db-password-2 api-token-1 api-token-2 static-key owned-cert tls-server-key alice-password undecryptable; do
+for label in db-password-1 db-password-2 api-token-1 api-token-2 static-key owned-cert tls-server-key alice-password wg-key-1 wg-key-2 bob-password undecryptable; do
 	case $label in
-	alice-password) shadow >"$tmp/$label" ;;
+	alice-password | bob-password) shadow >"$tmp/$label" ;;
 	*) value >"$tmp/$label" ;;
 	esac
 	recipient=ssh_host_ed25519_key.pub
