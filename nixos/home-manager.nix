@@ -24,38 +24,14 @@ let
     ;
 
   cfg = config.secretd;
+  manifestLib = import ./lib/manifest.nix { inherit lib; };
   home = config.home.homeDirectory;
 
   # The user's runtime directory is known only at activation; the daemon replaces this
   # spelling (and sops-nix's `%r`) with it.
   runtimeDir = "\${XDG_RUNTIME_DIR}";
 
-  formats = [
-    "binary"
-    "yaml"
-    "json"
-    "dotenv"
-    "ini"
-  ];
-
-  # As in module.nix: the format sops gives a file from its name.
-  formatOfFileName =
-    file:
-    let
-      name = baseNameOf (toString file);
-    in
-    if lib.hasSuffix ".yaml" name || lib.hasSuffix ".yml" name then
-      "yaml"
-    else if lib.hasSuffix ".json" name then
-      "json"
-    else if lib.hasSuffix ".env" name then
-      "dotenv"
-    else if lib.hasSuffix ".ini" name then
-      "ini"
-    else
-      "binary";
-
-  placeholderOf = name: "<SECRETD:${builtins.hashString "sha256" name}:${name}>";
+  inherit (manifestLib) formats formatOfFileName placeholderOf;
 
   outputOptions = {
     mode = mkOption {
@@ -152,62 +128,17 @@ let
   secrets = lib.attrValues cfg.secrets;
   templates = lib.attrValues cfg.templates;
 
-  locationOf = s: "${cfg.secretsDir}/${s.name}";
-  renderedLocationOf = t: "${cfg.secretsDir}/rendered/${t.name}";
-
-  linkEntry = path: location: lib.optionalAttrs (path != location) { inherit path; };
-
-  consumersEntry =
-    o:
-    lib.optionalAttrs (o.restartUnits != [ ]) { restartUnits = lib.unique o.restartUnits; }
-    // lib.optionalAttrs (o.reloadUnits != [ ]) { reloadUnits = lib.unique o.reloadUnits; };
-
-  secretEntry =
-    s:
-    {
-      inherit (s) name format mode;
-      file =
-        if s.file == null then
-          throw "secretd.secrets.\"${s.name}\": no file (set file or secretd.defaultFile)"
-        else
-          "${s.file}";
-    }
-    // lib.optionalAttrs (s.key != "") { inherit (s) key; }
-    // linkEntry s.path (locationOf s)
-    // consumersEntry s;
-
-  templateEntry =
-    t: { inherit (t) name content mode; } // linkEntry t.path (renderedLocationOf t) // consumersEntry t;
-
-  placeholders = lib.listToAttrs (
-    map (s: lib.nameValuePair s.name (placeholderOf s.name)) (
-      lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets
-    )
-  );
-
-  manifest = {
-    version = 1;
+  manifest = manifestLib.mkManifest {
     inherit (cfg) secretsDir mountPoint keepGenerations;
     identities = cfg.identityPaths;
-    secrets = map secretEntry secrets;
-    templates = map templateEntry templates;
-  }
-  // lib.optionalAttrs (placeholders != { }) { inherit placeholders; };
+    inherit secrets templates;
+  };
 
-  unchecked = pkgs.writeText "secretd-user-manifest.json" (builtins.toJSON manifest);
-  manifestFile =
-    if !cfg.checkManifest then
-      unchecked
-    else
-      pkgs.runCommand "secretd-user-manifest.json"
-        {
-          preferLocalBuild = true;
-          allowSubstitutes = false;
-        }
-        ''
-          ${cfg.package}/bin/secretd check --user --manifest ${unchecked}
-          cp ${unchecked} "$out"
-        '';
+  manifestFile = manifestLib.manifestFileOf {
+    inherit pkgs manifest;
+    name = "secretd-user-manifest.json";
+    check = if cfg.checkManifest then "${cfg.package}/bin/secretd check --user --manifest" else null;
+  };
 
   consumers = lib.unique (lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (secrets ++ templates));
 

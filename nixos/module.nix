@@ -25,6 +25,7 @@ let
     ;
 
   cfg = config.secretd;
+  manifestLib = import ./lib/manifest.nix { inherit lib; };
 
   # Secrets needed to create users (hashedPasswordFile) live apart from the others (unless
   # forUsersSecretsDir is secretsDir, see there): they are activated before users exist, so
@@ -35,35 +36,7 @@ let
   # directory at boot before users, then again with all the others.
   sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
-  formats = [
-    "binary"
-    "yaml"
-    "json"
-    "dotenv"
-    "ini"
-  ];
-
-  # The format sops itself gives a file from its name when encrypting it; anything else (such
-  # as an agenix `.age` file) is a whole-file secret.
-  formatOfFileName =
-    file:
-    let
-      name = baseNameOf (toString file);
-    in
-    if lib.hasSuffix ".yaml" name || lib.hasSuffix ".yml" name then
-      "yaml"
-    else if lib.hasSuffix ".json" name then
-      "json"
-    else if lib.hasSuffix ".env" name then
-      "dotenv"
-    else if lib.hasSuffix ".ini" name then
-      "ini"
-    else
-      "binary";
-
-  # The token a template's content uses to stand for a secret; the hash keeps it from
-  # colliding with text that happens to mention the name.
-  placeholderOf = name: "<SECRETD:${builtins.hashString "sha256" name}:${name}>";
+  inherit (manifestLib) formats formatOfFileName placeholderOf;
 
   # systemd credential names are file names, so they cannot hold "/".
   credentialNameOf = name: lib.replaceStrings [ "/" ] [ "_" ] name;
@@ -283,107 +256,24 @@ let
   locationOf = s: "${secretsDirOf s}/${s.name}";
   renderedLocationOf = t: "${cfg.secretsDir}/rendered/${t.name}";
 
-  serviceUnitOf = svc: "${lib.removeSuffix ".service" svc}.service";
-
-  ownershipEntry =
-    o:
-    lib.filterAttrs (_: v: v != null) {
-      inherit (o)
-        owner
-        group
-        uid
-        gid
-        mode
-        ;
-    };
-
-  consumersEntry =
-    restartUnits: reloadUnits:
-    lib.optionalAttrs (restartUnits != [ ]) { restartUnits = lib.unique restartUnits; }
-    // lib.optionalAttrs (reloadUnits != [ ]) { reloadUnits = lib.unique reloadUnits; };
-
-  # The manifest's `path` is the extra symlink only: it is left out when the output stays where
-  # secretd puts it anyway.
-  linkEntry =
-    path: location: symlink:
-    lib.optionalAttrs (path != location) ({ inherit path; } // lib.optionalAttrs (!symlink) { symlink = false; });
-
-  secretEntry =
-    s:
-    {
-      inherit (s) name format;
-      # Interpolation copies a path from the configuration into the store; a string (a file
-      # outside the store) is kept as it is.
-      file =
-        if s.file == null then
-          throw "secretd.secrets.\"${s.name}\": no file (set file or secretd.defaultFile)"
-        else
-          "${s.file}";
-    }
-    // lib.optionalAttrs (s.key != "") { inherit (s) key; }
-    // ownershipEntry s
-    // linkEntry s.path (locationOf s) s.symlink
-    // consumersEntry (s.restartUnits ++ map serviceUnitOf s.services) s.reloadUnits;
-
-  templateEntry =
-    t:
-    {
-      inherit (t) name content;
-    }
-    // lib.optionalAttrs (t.file != null) { file = "${t.file}"; }
-    // ownershipEntry t
-    // linkEntry t.path (renderedLocationOf t) true
-    // consumersEntry t.restartUnits t.reloadUnits;
-
   mkManifest =
-    {
-      secretsDir,
-      mountPoint,
-      secrets,
-      templates,
-    }:
-    let
-      # Which placeholders a template file holds is not known without building it: then
-      # every secret's is declared.
-      used =
-        if lib.any (t: t.file != null) templates then
-          secrets
-        else
-          lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
-      placeholders = lib.listToAttrs (map (s: lib.nameValuePair s.name (placeholderOf s.name)) used);
-    in
-    {
-      version = 1;
-      inherit secretsDir mountPoint;
-      inherit (cfg) keepGenerations;
-      identities = cfg.identityPaths;
-    }
-    // lib.optionalAttrs (cfg.gnupgHome != null) { inherit (cfg) gnupgHome; }
-    // {
-      secrets = map secretEntry secrets;
-      templates = map templateEntry templates;
-    }
-    // lib.optionalAttrs (placeholders != { }) { inherit placeholders; };
+    args:
+    manifestLib.mkManifest (
+      {
+        inherit (cfg) keepGenerations gnupgHome;
+        identities = cfg.identityPaths;
+      }
+      // args
+    );
 
-  # The manifest as a store file, checked by `secretd check` (every key name, format and
-  # encrypted file, without decrypting) so that a mistake fails the build, not the boot.
+  # Checked by `secretd check` (every key name, format and encrypted file, without
+  # decrypting).
   manifestFileOf =
     name: manifest:
-    let
-      unchecked = pkgs.writeText name (builtins.toJSON manifest);
-    in
-    if !cfg.checkManifest then
-      unchecked
-    else
-      pkgs.runCommand name
-        {
-          preferLocalBuild = true;
-          allowSubstitutes = false;
-        }
-        ''
-          ${cfg.validationPackage}/bin/secretd check --manifest ${unchecked}
-          cp ${unchecked} "$out"
-        '';
+    manifestLib.manifestFileOf {
+      inherit pkgs name manifest;
+      check = if cfg.checkManifest then "${cfg.validationPackage}/bin/secretd check --manifest" else null;
+    };
 
   # Sandboxing of the activation units, as far as the job allows. The job mounts a ramfs on
   # mountPoint that every other unit must see, so the unit must run in the host's mount
