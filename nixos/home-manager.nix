@@ -31,7 +31,7 @@ let
   # spelling (and sops-nix's `%r`) with it.
   runtimeDir = "\${XDG_RUNTIME_DIR}";
 
-  inherit (manifestLib) formats formatOfFileName placeholderOf;
+  inherit (manifestLib) formats placeholderOf;
 
   outputOptions = {
     mode = mkOption {
@@ -53,77 +53,56 @@ let
     };
   };
 
-  secretType = types.submodule (
-    { name, config, ... }:
-    {
-      options = outputOptions // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = "Name of the secret: the file appears as `<secretsDir>/<name>`.";
-        };
-        file = mkOption {
-          type = types.nullOr types.path;
-          default = cfg.defaultFile;
-          defaultText = literalExpression "config.secretd.defaultFile";
-          description = "Encrypted file holding the secret: an age file or a sops file.";
-        };
-        format = mkOption {
-          type = types.enum formats;
-          default =
-            if cfg.defaultFormat != null then
-              cfg.defaultFormat
-            else if config.file == null then
-              "binary"
-            else
-              formatOfFileName config.file;
-          defaultText = literalMD "`secretd.defaultFormat`, else from the file name as sops chooses it";
-          description = "How the decrypted file is read: `binary` is the whole plaintext; the others pick `key`.";
-        };
-        key = mkOption {
-          type = types.str;
-          default = if config.format == "binary" then "" else config.name;
-          defaultText = literalMD ''the secret's `name` for structured formats, `""` for `binary`'';
-          description = "Which value of a structured document to use, keys separated by `/`.";
-        };
-        path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
-          example = literalExpression ''"''${config.home.homeDirectory}/.npmrc"'';
-          description = ''
-            Where the secret can be read. Set elsewhere (such as `~/.npmrc`), secretd makes a
-            symlink there pointing into `secretsDir`.
-          '';
-        };
-      };
-    }
-  );
+  outputModules = import ./lib/outputs.nix { inherit lib cfg; };
 
-  templateType = types.submodule (
-    { name, config, ... }:
+  secretType = types.submodule [
+    outputModules.secret
+    (
+      { config, ... }:
+      {
+        options = outputOptions // {
+          name = mkOption {
+            description = "Name of the secret: the file appears as `<secretsDir>/<name>`.";
+          };
+          file = mkOption {
+            description = "Encrypted file holding the secret: an age file or a sops file.";
+          };
+          format = mkOption {
+            defaultText = literalMD "`secretd.defaultFormat`, else from the file name as sops chooses it";
+            description = "How the decrypted file is read: `binary` is the whole plaintext; the others pick `key`.";
+          };
+          key = mkOption {
+            description = "Which value of a structured document to use, keys separated by `/`.";
+          };
+          path = mkOption {
+            type = types.str;
+            default = "${cfg.secretsDir}/${config.name}";
+            defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
+            example = literalExpression ''"''${config.home.homeDirectory}/.npmrc"'';
+            description = ''
+              Where the secret can be read. Set elsewhere (such as `~/.npmrc`), secretd makes a
+              symlink there pointing into `secretsDir`.
+            '';
+          };
+        };
+      }
+    )
+  ];
+
+  templateType = types.submodule [
+    outputModules.template
     {
       options = outputOptions // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = "Name of the rendered file: it appears as `<secretsDir>/rendered/<name>`.";
-        };
         content = mkOption {
           type = types.lines;
           description = "Text of the file; each `config.secretd.placeholder.<secret>` in it is replaced by the secret.";
         };
         path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/rendered/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/rendered/''${name}"'';
           description = "Where the rendered file can be read; set elsewhere, a symlink to it.";
         };
       };
     }
-  );
+  ];
 
   secrets = lib.attrValues cfg.secrets;
   templates = lib.attrValues cfg.templates;

@@ -36,7 +36,7 @@ let
   # directory at boot before users, then again with all the others.
   sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
-  inherit (manifestLib) formats formatOfFileName placeholderOf;
+  inherit (manifestLib) formats placeholderOf;
 
   # systemd credential names are file names, so they cannot hold "/".
   credentialNameOf = name: lib.replaceStrings [ "/" ] [ "_" ] name;
@@ -94,158 +94,140 @@ let
       };
     };
 
-  secretType = types.submodule (
-    { name, config, ... }:
-    {
-      options = outputOptions config // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = ''
-            Name of the secret: the file appears as `<secretsDir>/<name>`. It may contain `/`
-            to make subdirectories, as sops-nix names for nested keys do.
-          '';
-        };
-        file = mkOption {
-          type = types.nullOr types.path;
-          default = cfg.defaultFile;
-          defaultText = literalExpression "config.secretd.defaultFile";
-          example = literalExpression "./secrets/wifi.age";
-          description = ''
-            Encrypted file holding the secret: an age file (agenix style) or a sops file. A
-            path in the configuration is copied to the Nix store, which is safe: it stays
-            encrypted there.
-          '';
-        };
-        format = mkOption {
-          type = types.enum formats;
-          default =
-            if cfg.defaultFormat != null then
-              cfg.defaultFormat
-            else if config.file == null then
-              "binary"
-            else
-              formatOfFileName config.file;
-          defaultText = literalMD ''
-            `secretd.defaultFormat` when set; otherwise the format sops gives the file from its
-            name: `yaml` for `.yaml`/`.yml`, `json` for `.json`, `dotenv` for `.env`, `ini` for
-            `.ini`, and `binary` (the whole decrypted file) for anything else, such as `.age`
-          '';
-          description = ''
-            How the decrypted file is read. `binary` makes the whole plaintext the secret; the
-            other formats pick one value out of a structured document with `key`. Note that a
-            sops file encrypted with `--input-type binary` is stored as JSON: give it
-            `format = "binary"`.
-          '';
-        };
-        key = mkOption {
-          type = types.str;
-          default = if config.format == "binary" then "" else config.name;
-          defaultText = literalMD ''the secret's `name` for structured formats, `""` for `binary`'';
-          example = "database/password";
-          description = ''
-            Which value of a structured document to use: a path of keys separated by `/`
-            (`github/oauth_token` is key `oauth_token` under `github`, as in sops-nix). The
-            empty string selects the whole decrypted document. Must be empty for `binary`.
-          '';
-        };
-        path = mkOption {
-          type = types.str;
-          default = "${if config.neededForUsers then forUsersSecretsDir else cfg.secretsDir}/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
-          description = ''
-            Where the secret can be read. Other options should refer to this (for example
-            `config.secretd.secrets.foo.path`). When set to a place outside `secretsDir`,
-            secretd creates a symlink there pointing to `<secretsDir>/<name>` (see `symlink`).
-          '';
-        };
-        symlink = mkOption {
-          type = types.bool;
-          default = true;
-          description = ''
-            Whether `path`, when it differs from its default, is a symlink to the secret, or
-            (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
-            programs that do not follow symlinks. A copy on a disk holds plaintext there.
-          '';
-        };
-        neededForUsers = mkOption {
-          type = types.bool;
-          default = false;
-          description = ''
-            Activate this secret before users are created, into `${forUsersSecretsDir}`, so that
-            `users.users.<name>.hashedPasswordFile` can use it. Such secrets must be owned by
-            root.
-          '';
-        };
-        services = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          example = [ "grafana" ];
-          description = ''
-            Services (names as in `systemd.services`) that receive this secret as a systemd
-            credential: each gets `LoadCredential=<credentialName>:<secret file>`, is ordered
-            after secretd and is restarted when the secret changes. The service reads it from
-            `$CREDENTIALS_DIRECTORY/<credentialName>`, whatever the file's owner.
-          '';
-        };
-        credentialName = mkOption {
-          type = types.str;
-          readOnly = true;
-          default = credentialNameOf config.name;
-          defaultText = literalMD ''the secret's `name` with `/` replaced by `_`'';
-          description = "Name of the credential that `services` receive.";
-        };
-      };
-    }
-  );
+  outputModules = import ./lib/outputs.nix { inherit lib cfg; };
 
-  templateType = types.submodule (
-    { name, config, ... }:
-    {
-      options = outputOptions config // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = "Name of the rendered file: it appears as `<secretsDir>/rendered/<name>`.";
+  secretType = types.submodule [
+    outputModules.secret
+    (
+      { config, ... }:
+      {
+        options = outputOptions config // {
+          name = mkOption {
+            description = ''
+              Name of the secret: the file appears as `<secretsDir>/<name>`. It may contain `/`
+              to make subdirectories, as sops-nix names for nested keys do.
+            '';
+          };
+          file = mkOption {
+            example = literalExpression "./secrets/wifi.age";
+            description = ''
+              Encrypted file holding the secret: an age file (agenix style) or a sops file. A
+              path in the configuration is copied to the Nix store, which is safe: it stays
+              encrypted there.
+            '';
+          };
+          format = mkOption {
+            defaultText = literalMD ''
+              `secretd.defaultFormat` when set; otherwise the format sops gives the file from its
+              name: `yaml` for `.yaml`/`.yml`, `json` for `.json`, `dotenv` for `.env`, `ini` for
+              `.ini`, and `binary` (the whole decrypted file) for anything else, such as `.age`
+            '';
+            description = ''
+              How the decrypted file is read. `binary` makes the whole plaintext the secret; the
+              other formats pick one value out of a structured document with `key`. Note that a
+              sops file encrypted with `--input-type binary` is stored as JSON: give it
+              `format = "binary"`.
+            '';
+          };
+          key = mkOption {
+            example = "database/password";
+            description = ''
+              Which value of a structured document to use: a path of keys separated by `/`
+              (`github/oauth_token` is key `oauth_token` under `github`, as in sops-nix). The
+              empty string selects the whole decrypted document. Must be empty for `binary`.
+            '';
+          };
+          path = mkOption {
+            type = types.str;
+            default = "${if config.neededForUsers then forUsersSecretsDir else cfg.secretsDir}/${config.name}";
+            defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
+            description = ''
+              Where the secret can be read. Other options should refer to this (for example
+              `config.secretd.secrets.foo.path`). When set to a place outside `secretsDir`,
+              secretd creates a symlink there pointing to `<secretsDir>/<name>` (see `symlink`).
+            '';
+          };
+          symlink = mkOption {
+            type = types.bool;
+            default = true;
+            description = ''
+              Whether `path`, when it differs from its default, is a symlink to the secret, or
+              (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
+              programs that do not follow symlinks. A copy on a disk holds plaintext there.
+            '';
+          };
+          neededForUsers = mkOption {
+            type = types.bool;
+            default = false;
+            description = ''
+              Activate this secret before users are created, into `${forUsersSecretsDir}`, so that
+              `users.users.<name>.hashedPasswordFile` can use it. Such secrets must be owned by
+              root.
+            '';
+          };
+          services = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [ "grafana" ];
+            description = ''
+              Services (names as in `systemd.services`) that receive this secret as a systemd
+              credential: each gets `LoadCredential=<credentialName>:<secret file>`, is ordered
+              after secretd and is restarted when the secret changes. The service reads it from
+              `$CREDENTIALS_DIRECTORY/<credentialName>`, whatever the file's owner.
+            '';
+          };
+          credentialName = mkOption {
+            type = types.str;
+            readOnly = true;
+            default = credentialNameOf config.name;
+            defaultText = literalMD ''the secret's `name` with `/` replaced by `_`'';
+            description = "Name of the credential that `services` receive.";
+          };
         };
-        content = mkOption {
-          type = types.lines;
-          example = literalExpression ''
-            '''
-              [database]
-              password = ''${config.secretd.placeholder."db/password"}
-            '''
-          '';
-          default = "";
-          description = ''
-            Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
-            that secret's value when secrets are activated.
-          '';
+      }
+    )
+  ];
+
+  templateType = types.submodule [
+    outputModules.template
+    (
+      { config, ... }:
+      {
+        options = outputOptions config // {
+          content = mkOption {
+            type = types.lines;
+            example = literalExpression ''
+              '''
+                [database]
+                password = ''${config.secretd.placeholder."db/password"}
+              '''
+            '';
+            default = "";
+            description = ''
+              Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
+              that secret's value when secrets are activated.
+            '';
+          };
+          file = mkOption {
+            type = types.nullOr types.path;
+            default = null;
+            example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
+            description = ''
+              A file holding the text instead of `content`, such as a derivation: secretd reads it
+              when it loads the manifest, so evaluating the configuration never builds it (no
+              import from derivation).
+            '';
+          };
+          path = mkOption {
+            description = ''
+              Where the rendered file can be read. When set outside `secretsDir`, secretd creates a
+              symlink there pointing to the rendered file.
+            '';
+          };
         };
-        file = mkOption {
-          type = types.nullOr types.path;
-          default = null;
-          example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
-          description = ''
-            A file holding the text instead of `content`, such as a derivation: secretd reads it
-            when it loads the manifest, so evaluating the configuration never builds it (no
-            import from derivation).
-          '';
-        };
-        path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/rendered/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/rendered/''${name}"'';
-          description = ''
-            Where the rendered file can be read. When set outside `secretsDir`, secretd creates a
-            symlink there pointing to the rendered file.
-          '';
-        };
-      };
-    }
-  );
+      }
+    )
+  ];
 
   allSecrets = lib.attrValues cfg.secrets;
   mainSecrets = lib.filter (s: !s.neededForUsers || sharedForUsersDir) allSecrets;
