@@ -28,6 +28,7 @@ in
 {
   imports = [
     ../home-manager.nix
+    # The options and mapping it has in common with the NixOS module.
     ./common/agenix.nix
   ];
 

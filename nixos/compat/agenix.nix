@@ -121,6 +121,7 @@ in
 {
   imports = [
     ../module.nix
+    # The options and mapping it has in common with the home-manager module.
     ./common/agenix.nix
     (lib.mkRenamedOptionModule [ "age" "sshKeyPaths" ] [ "age" "identityPaths" ])
   ];

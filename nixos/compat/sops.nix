@@ -142,6 +142,7 @@ in
 {
   imports = [
     ../module.nix
+    # The options and mapping it has in common with the home-manager module.
     ./common/sops.nix
     (lib.mkRenamedOptionModule [ "sops" "gnupgHome" ] [ "sops" "gnupg" "home" ])
     (lib.mkRenamedOptionModule [ "sops" "sshKeyPaths" ] [ "sops" "gnupg" "sshKeyPaths" ])
