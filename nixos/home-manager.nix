@@ -16,7 +16,6 @@ let
   inherit (lib)
     mkOption
     mkEnableOption
-    mkPackageOption
     mkIf
     types
     literalExpression
@@ -30,8 +29,6 @@ let
   # The user's runtime directory is known only at activation; the daemon replaces this
   # spelling (and sops-nix's `%r`) with it.
   runtimeDir = "\${XDG_RUNTIME_DIR}";
-
-  inherit (manifestLib) formats placeholderOf;
 
   outputOptions = {
     mode = mkOption {
@@ -53,56 +50,48 @@ let
     };
   };
 
-  outputModules = import ./lib/outputs.nix { inherit lib cfg; };
-
-  secretType = types.submodule [
-    outputModules.secret
-    (
-      { config, ... }:
-      {
-        options = outputOptions // {
-          name = mkOption {
-            description = "Name of the secret: the file appears as `<secretsDir>/<name>`.";
-          };
-          file = mkOption {
-            description = "Encrypted file holding the secret: an age file or a sops file.";
-          };
-          format = mkOption {
-            defaultText = literalMD "`secretd.defaultFormat`, else from the file name as sops chooses it";
-            description = "How the decrypted file is read: `binary` is the whole plaintext; the others pick `key`.";
-          };
-          key = mkOption {
-            description = "Which value of a structured document to use, keys separated by `/`.";
-          };
-          path = mkOption {
-            type = types.str;
-            default = "${cfg.secretsDir}/${config.name}";
-            defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
-            example = literalExpression ''"''${config.home.homeDirectory}/.npmrc"'';
-            description = ''
-              Where the secret can be read. Set elsewhere (such as `~/.npmrc`), secretd makes a
-              symlink there pointing into `secretsDir`.
-            '';
-          };
-        };
-      }
-    )
-  ];
-
-  templateType = types.submodule [
-    outputModules.template
+  secretType = types.submodule (
+    { config, ... }:
     {
       options = outputOptions // {
-        content = mkOption {
-          type = types.lines;
-          description = "Text of the file; each `config.secretd.placeholder.<secret>` in it is replaced by the secret.";
+        name = mkOption {
+          description = "Name of the secret: the file appears as `<secretsDir>/<name>`.";
+        };
+        file = mkOption {
+          description = "Encrypted file holding the secret: an age file or a sops file.";
+        };
+        format = mkOption {
+          defaultText = literalMD "`secretd.defaultFormat`, else from the file name as sops chooses it";
+          description = "How the decrypted file is read: `binary` is the whole plaintext; the others pick `key`.";
+        };
+        key = mkOption {
+          description = "Which value of a structured document to use, keys separated by `/`.";
         };
         path = mkOption {
-          description = "Where the rendered file can be read; set elsewhere, a symlink to it.";
+          type = types.str;
+          default = "${cfg.secretsDir}/${config.name}";
+          defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
+          example = literalExpression ''"''${config.home.homeDirectory}/.npmrc"'';
+          description = ''
+            Where the secret can be read. Set elsewhere (such as `~/.npmrc`), secretd makes a
+            symlink there pointing into `secretsDir`.
+          '';
         };
       };
     }
-  ];
+  );
+
+  templateType = types.submodule {
+    options = outputOptions // {
+      content = mkOption {
+        type = types.lines;
+        description = "Text of the file; each `config.secretd.placeholder.<secret>` in it is replaced by the secret.";
+      };
+      path = mkOption {
+        description = "Where the rendered file can be read; set elsewhere, a symlink to it.";
+      };
+    };
+  };
 
   secrets = lib.attrValues cfg.secrets;
   templates = lib.attrValues cfg.templates;
@@ -158,13 +147,14 @@ let
     }) cfg.templates;
 in
 {
+  # The options, types and defaults it has in common with the NixOS module.
+  imports = [ ./common/options.nix ];
+
   options.secretd = {
     enable = mkEnableOption "secretd for this user's own secrets" // {
       default = cfg.secrets != { } || cfg.templates != { };
       defaultText = literalMD "whether any secret or template is declared";
     };
-
-    package = mkPackageOption pkgs "secretd" { };
 
     identityPaths = mkOption {
       type = types.listOf types.str;
@@ -210,51 +200,37 @@ in
     };
 
     defaultFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
       example = literalExpression "./secrets/home.yaml";
       description = "Encrypted file that secrets without their own `file` come from.";
     };
 
     defaultFormat = mkOption {
-      type = types.nullOr (types.enum formats);
-      default = null;
       description = "Format of secrets that do not set one; `null`: from the file name.";
     };
 
     checkManifest = mkOption {
-      type = types.bool;
-      default = true;
       description = "Whether to run `secretd check --user` on the manifest when building the home configuration.";
     };
 
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       description = "The user's secrets, decrypted into `secretsDir`.";
     };
 
     templates = mkOption {
       type = types.attrsOf templateType;
-      default = { };
       description = "Files rendered from text holding placeholders of secrets, into `<secretsDir>/rendered`.";
     };
 
     placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
       description = "For each secret, the placeholder to write into a template's `content`.";
     };
 
     manifest = mkOption {
-      type = types.raw;
-      readOnly = true;
       description = "The user's manifest that the `secretd` user unit activates.";
     };
 
     manifestFile = mkOption {
-      type = types.path;
-      readOnly = true;
       description = "The checked manifest file in the Nix store.";
     };
   };
@@ -262,7 +238,6 @@ in
   config = lib.mkMerge [
     {
       secretd = {
-        placeholder = lib.mapAttrs (_: s: placeholderOf s.name) cfg.secrets;
         inherit manifest manifestFile;
       };
     }

@@ -36,7 +36,7 @@ let
   # directory at boot before users, then again with all the others.
   sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
-  inherit (manifestLib) formats placeholderOf;
+  inherit (manifestLib) placeholderOf;
 
   # systemd credential names are file names, so they cannot hold "/".
   credentialNameOf = name: lib.replaceStrings [ "/" ] [ "_" ] name;
@@ -94,140 +94,132 @@ let
       };
     };
 
-  outputModules = import ./lib/outputs.nix { inherit lib cfg; };
-
-  secretType = types.submodule [
-    outputModules.secret
-    (
-      { config, ... }:
-      {
-        options = outputOptions config // {
-          name = mkOption {
-            description = ''
-              Name of the secret: the file appears as `<secretsDir>/<name>`. It may contain `/`
-              to make subdirectories, as sops-nix names for nested keys do.
-            '';
-          };
-          file = mkOption {
-            example = literalExpression "./secrets/wifi.age";
-            description = ''
-              Encrypted file holding the secret: an age file (agenix style) or a sops file. A
-              path in the configuration is copied to the Nix store, which is safe: it stays
-              encrypted there.
-            '';
-          };
-          format = mkOption {
-            defaultText = literalMD ''
-              `secretd.defaultFormat` when set; otherwise the format sops gives the file from its
-              name: `yaml` for `.yaml`/`.yml`, `json` for `.json`, `dotenv` for `.env`, `ini` for
-              `.ini`, and `binary` (the whole decrypted file) for anything else, such as `.age`
-            '';
-            description = ''
-              How the decrypted file is read. `binary` makes the whole plaintext the secret; the
-              other formats pick one value out of a structured document with `key`. Note that a
-              sops file encrypted with `--input-type binary` is stored as JSON: give it
-              `format = "binary"`.
-            '';
-          };
-          key = mkOption {
-            example = "database/password";
-            description = ''
-              Which value of a structured document to use: a path of keys separated by `/`
-              (`github/oauth_token` is key `oauth_token` under `github`, as in sops-nix). The
-              empty string selects the whole decrypted document. Must be empty for `binary`.
-            '';
-          };
-          path = mkOption {
-            type = types.str;
-            default = "${if config.neededForUsers then forUsersSecretsDir else cfg.secretsDir}/${config.name}";
-            defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
-            description = ''
-              Where the secret can be read. Other options should refer to this (for example
-              `config.secretd.secrets.foo.path`). When set to a place outside `secretsDir`,
-              secretd creates a symlink there pointing to `<secretsDir>/<name>` (see `symlink`).
-            '';
-          };
-          symlink = mkOption {
-            type = types.bool;
-            default = true;
-            description = ''
-              Whether `path`, when it differs from its default, is a symlink to the secret, or
-              (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
-              programs that do not follow symlinks. A copy on a disk holds plaintext there.
-            '';
-          };
-          neededForUsers = mkOption {
-            type = types.bool;
-            default = false;
-            description = ''
-              Activate this secret before users are created, into `${forUsersSecretsDir}`, so that
-              `users.users.<name>.hashedPasswordFile` can use it. Such secrets must be owned by
-              root.
-            '';
-          };
-          services = mkOption {
-            type = types.listOf types.str;
-            default = [ ];
-            example = [ "grafana" ];
-            description = ''
-              Services (names as in `systemd.services`) that receive this secret as a systemd
-              credential: each gets `LoadCredential=<credentialName>:<secret file>`, is ordered
-              after secretd and is restarted when the secret changes. The service reads it from
-              `$CREDENTIALS_DIRECTORY/<credentialName>`, whatever the file's owner.
-            '';
-          };
-          credentialName = mkOption {
-            type = types.str;
-            readOnly = true;
-            default = credentialNameOf config.name;
-            defaultText = literalMD ''the secret's `name` with `/` replaced by `_`'';
-            description = "Name of the credential that `services` receive.";
-          };
+  secretType = types.submodule (
+    { config, ... }:
+    {
+      options = outputOptions config // {
+        name = mkOption {
+          description = ''
+            Name of the secret: the file appears as `<secretsDir>/<name>`. It may contain `/`
+            to make subdirectories, as sops-nix names for nested keys do.
+          '';
         };
-      }
-    )
-  ];
-
-  templateType = types.submodule [
-    outputModules.template
-    (
-      { config, ... }:
-      {
-        options = outputOptions config // {
-          content = mkOption {
-            type = types.lines;
-            example = literalExpression ''
-              '''
-                [database]
-                password = ''${config.secretd.placeholder."db/password"}
-              '''
-            '';
-            default = "";
-            description = ''
-              Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
-              that secret's value when secrets are activated.
-            '';
-          };
-          file = mkOption {
-            type = types.nullOr types.path;
-            default = null;
-            example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
-            description = ''
-              A file holding the text instead of `content`, such as a derivation: secretd reads it
-              when it loads the manifest, so evaluating the configuration never builds it (no
-              import from derivation).
-            '';
-          };
-          path = mkOption {
-            description = ''
-              Where the rendered file can be read. When set outside `secretsDir`, secretd creates a
-              symlink there pointing to the rendered file.
-            '';
-          };
+        file = mkOption {
+          example = literalExpression "./secrets/wifi.age";
+          description = ''
+            Encrypted file holding the secret: an age file (agenix style) or a sops file. A
+            path in the configuration is copied to the Nix store, which is safe: it stays
+            encrypted there.
+          '';
         };
-      }
-    )
-  ];
+        format = mkOption {
+          defaultText = literalMD ''
+            `secretd.defaultFormat` when set; otherwise the format sops gives the file from its
+            name: `yaml` for `.yaml`/`.yml`, `json` for `.json`, `dotenv` for `.env`, `ini` for
+            `.ini`, and `binary` (the whole decrypted file) for anything else, such as `.age`
+          '';
+          description = ''
+            How the decrypted file is read. `binary` makes the whole plaintext the secret; the
+            other formats pick one value out of a structured document with `key`. Note that a
+            sops file encrypted with `--input-type binary` is stored as JSON: give it
+            `format = "binary"`.
+          '';
+        };
+        key = mkOption {
+          example = "database/password";
+          description = ''
+            Which value of a structured document to use: a path of keys separated by `/`
+            (`github/oauth_token` is key `oauth_token` under `github`, as in sops-nix). The
+            empty string selects the whole decrypted document. Must be empty for `binary`.
+          '';
+        };
+        path = mkOption {
+          type = types.str;
+          default = "${if config.neededForUsers then forUsersSecretsDir else cfg.secretsDir}/${config.name}";
+          defaultText = literalExpression ''"''${config.secretd.secretsDir}/''${name}"'';
+          description = ''
+            Where the secret can be read. Other options should refer to this (for example
+            `config.secretd.secrets.foo.path`). When set to a place outside `secretsDir`,
+            secretd creates a symlink there pointing to `<secretsDir>/<name>` (see `symlink`).
+          '';
+        };
+        symlink = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Whether `path`, when it differs from its default, is a symlink to the secret, or
+            (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
+            programs that do not follow symlinks. A copy on a disk holds plaintext there.
+          '';
+        };
+        neededForUsers = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Activate this secret before users are created, into `${forUsersSecretsDir}`, so that
+            `users.users.<name>.hashedPasswordFile` can use it. Such secrets must be owned by
+            root.
+          '';
+        };
+        services = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "grafana" ];
+          description = ''
+            Services (names as in `systemd.services`) that receive this secret as a systemd
+            credential: each gets `LoadCredential=<credentialName>:<secret file>`, is ordered
+            after secretd and is restarted when the secret changes. The service reads it from
+            `$CREDENTIALS_DIRECTORY/<credentialName>`, whatever the file's owner.
+          '';
+        };
+        credentialName = mkOption {
+          type = types.str;
+          readOnly = true;
+          default = credentialNameOf config.name;
+          defaultText = literalMD ''the secret's `name` with `/` replaced by `_`'';
+          description = "Name of the credential that `services` receive.";
+        };
+      };
+    }
+  );
+
+  templateType = types.submodule (
+    { config, ... }:
+    {
+      options = outputOptions config // {
+        content = mkOption {
+          type = types.lines;
+          example = literalExpression ''
+            '''
+              [database]
+              password = ''${config.secretd.placeholder."db/password"}
+            '''
+          '';
+          default = "";
+          description = ''
+            Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
+            that secret's value when secrets are activated.
+          '';
+        };
+        file = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
+          description = ''
+            A file holding the text instead of `content`, such as a derivation: secretd reads it
+            when it loads the manifest, so evaluating the configuration never builds it (no
+            import from derivation).
+          '';
+        };
+        path = mkOption {
+          description = ''
+            Where the rendered file can be read. When set outside `secretsDir`, secretd creates a
+            symlink there pointing to the rendered file.
+          '';
+        };
+      };
+    }
+  );
 
   allSecrets = lib.attrValues cfg.secrets;
   mainSecrets = lib.filter (s: !s.neededForUsers || sharedForUsersDir) allSecrets;
@@ -580,10 +572,11 @@ let
     );
 in
 {
+  # The options, types and defaults it has in common with the home-manager module.
+  imports = [ ./common/options.nix ];
+
   options.secretd = {
     enable = mkEnableOption "secretd, which decrypts age and sops secrets with the host's SSH key at boot and on every switch";
-
-    package = mkPackageOption pkgs "secretd" { };
 
     identityPaths = mkOption {
       type = types.listOf types.str;
@@ -692,8 +685,6 @@ in
     };
 
     defaultFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
       example = literalExpression "./secrets/secrets.yaml";
       description = ''
         Encrypted file that secrets without their own `file` come from, like sops-nix's
@@ -702,8 +693,6 @@ in
     };
 
     defaultFormat = mkOption {
-      type = types.nullOr (types.enum formats);
-      default = null;
       example = "yaml";
       description = ''
         Format of secrets that do not set their own. By default (`null`) the format comes from
@@ -715,8 +704,6 @@ in
     };
 
     checkManifest = mkOption {
-      type = types.bool;
-      default = true;
       description = ''
         Whether to run `secretd check` on the manifest when building the system: it verifies
         every encrypted file and that every key exists, without decrypting. Turn this off when
@@ -726,7 +713,6 @@ in
 
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       example = literalExpression ''
         {
           # agenix style: a whole age file.
@@ -740,7 +726,6 @@ in
 
     templates = mkOption {
       type = types.attrsOf templateType;
-      default = { };
       description = ''
         Files rendered from text holding placeholders of secrets (`secretd.placeholder`), into
         `<secretsDir>/rendered`.
@@ -748,8 +733,6 @@ in
     };
 
     placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
       description = ''
         For each secret, the placeholder to write into a template's `content` where the
         secret's value belongs.
@@ -757,8 +740,6 @@ in
     };
 
     manifest = mkOption {
-      type = types.raw;
-      readOnly = true;
       description = "The manifest activated by `secretd.service` (try `nix eval` on it).";
     };
 
@@ -769,8 +750,6 @@ in
     };
 
     manifestFile = mkOption {
-      type = types.path;
-      readOnly = true;
       description = "The checked manifest file in the Nix store that `secretd.service` activates.";
     };
 
@@ -784,7 +763,6 @@ in
   config = mkMerge [
     {
       secretd = {
-        placeholder = lib.mapAttrs (_: s: placeholderOf s.name) cfg.secrets;
         manifest = mkManifest {
           inherit (cfg) secretsDir mountPoint;
           secrets = mainSecrets;

@@ -1,19 +1,27 @@
-# What the options of `secretd.secrets.<name>` and `secretd.templates.<name>` mean in both the
-# NixOS and the home-manager module: their types and defaults, as submodules. Each module
-# declares the same options again with its own documentation (`description`, `example`,
-# `defaultText`), which the module system merges into one option.
-{ lib, cfg }:
+# The `secretd.*` options that the NixOS and the home-manager module have alike, imported by
+# both: their types and defaults, and those of `secretd.secrets.<name>` and
+# `secretd.templates.<name>`. Each module declares these options again with its own
+# documentation (`description`, `example`, `defaultText`), which the module system merges into
+# one option.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 
 let
   inherit (lib)
     mkOption
+    mkPackageOption
     types
     literalExpression
     literalMD
     ;
-  inherit (import ./manifest.nix { inherit lib; }) formats formatOfFileName;
-in
-{
+  inherit (import ../lib/manifest.nix { inherit lib; }) formats formatOfFileName placeholderOf;
+
+  cfg = config.secretd;
+
   secret =
     { name, config, ... }:
     {
@@ -63,4 +71,43 @@ in
         };
       };
     };
+in
+{
+  options.secretd = {
+    package = mkPackageOption pkgs "secretd" { };
+    defaultFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+    };
+    defaultFormat = mkOption {
+      type = types.nullOr (types.enum formats);
+      default = null;
+    };
+    checkManifest = mkOption {
+      type = types.bool;
+      default = true;
+    };
+    secrets = mkOption {
+      type = types.attrsOf (types.submodule secret);
+      default = { };
+    };
+    templates = mkOption {
+      type = types.attrsOf (types.submodule template);
+      default = { };
+    };
+    placeholder = mkOption {
+      type = types.attrsOf types.str;
+      readOnly = true;
+    };
+    manifest = mkOption {
+      type = types.raw;
+      readOnly = true;
+    };
+    manifestFile = mkOption {
+      type = types.path;
+      readOnly = true;
+    };
+  };
+
+  config.secretd.placeholder = lib.mapAttrs (_: s: placeholderOf s.name) cfg.secrets;
 }
