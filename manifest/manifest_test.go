@@ -160,13 +160,15 @@ func TestDecodeJSONErrors(t *testing.T) {
 	}
 }
 
+// Names are what sops-nix accepts (any string) as long as they are safe file names.
 func TestCheckName(t *testing.T) {
-	for _, good := range []string{"a", "a/b/c", "db-password", "a.b@c+d-e_f", ".hidden", "..a", "a..b", "UPPER/lower/09"} {
+	for _, good := range []string{"a", "a/b/c", "db-password", "a.b@c+d-e_f", ".hidden", "..a", "a..b", "UPPER/lower/09",
+		"passwords.sops.minion.json:minion", "a b", "ä", `a\b`, "a:b", "*", "wg/peer=1,2", "~user's (key)", "日本"} {
 		if err := manifest.CheckName(good); err != nil {
 			t.Errorf("CheckName(%q): %v", good, err)
 		}
 	}
-	for _, bad := range []string{"", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b", "a\x00b", "a b", "a\nb", "ä", `a\b`, "a:b", "*"} {
+	for _, bad := range []string{"", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b", "a\x00b", "a\nb", "a\tb", "a\x7fb", "a\u0085b", "a\xffb"} {
 		if err := manifest.CheckName(bad); err == nil {
 			t.Errorf("CheckName(%q) accepted", bad)
 		}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // oracleDecode is the encoding/json-based decoder that Decode replaced, kept as the reference
@@ -220,7 +221,8 @@ func oracleJSONFields(t reflect.Type) map[string]bool {
 	return fields
 }
 
-var oracleSegmentPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]+$`)
+// oracleSegmentPattern matches text without "/" or control characters (C0, DEL, C1).
+var oracleSegmentPattern = regexp.MustCompile(`^[^/\x00-\x1f\x7f\x{80}-\x{9f}]+$`)
 
 // oracleCheckName is CheckName as it was, with a regular expression.
 func oracleCheckName(name string) error {
@@ -236,8 +238,8 @@ func oracleCheckName(name string) error {
 			return fmt.Errorf("%q has an empty path segment", name)
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%q has a %q segment", name, seg)
-		case !oracleSegmentPattern.MatchString(seg):
-			return fmt.Errorf("%q: segment %q may only hold A-Z a-z 0-9 . _ @ + -", name, seg)
+		case !utf8.ValidString(seg) || !oracleSegmentPattern.MatchString(seg):
+			return fmt.Errorf("%q: segment %q must be UTF-8 text without control characters", name, seg)
 		}
 	}
 	return nil

@@ -461,12 +461,12 @@ let
     name:
     let
       segments = lib.splitString "/" name;
-      badSegment = seg: seg == "" || seg == "." || seg == ".." || builtins.match "[A-Za-z0-9._@+-]+" seg == null;
+      badSegment = seg: seg == "" || seg == "." || seg == ".." || builtins.match "[^[:cntrl:]/]+" seg == null;
     in
     if lib.hasPrefix "/" name then
       "is absolute; names are relative to secretsDir"
     else if lib.any badSegment segments then
-      "must be segments of A-Z a-z 0-9 . _ @ + - joined by /, none of them empty, . or .."
+      "must be segments of text without control characters joined by /, none of them empty, . or .."
     else
       null;
 
