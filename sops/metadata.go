@@ -26,11 +26,12 @@ func masterKeyTypes() []string {
 
 // metadata is the part of a file's sops metadata that decryption needs.
 type metadata struct {
-	ageKeys []ageKey
+	// groups are the key groups' age recipients: one group, or several that each hold a
+	// Shamir share of the data key, shamirThreshold of which recover it.
+	groups          [][]ageKey
+	shamirThreshold int
 	// keyTypes are the master key types present (masterKeyTypes order), age included.
 	keyTypes []string
-	// keyGroups is how many key groups share the data key (Shamir); 1 without key_groups.
-	keyGroups int
 
 	lastModified string
 	mac          string
@@ -55,7 +56,7 @@ func (r *rule) byComments() bool {
 }
 
 func parseMetadata(m *structured.Node) (*metadata, error) {
-	md := &metadata{keyGroups: 1}
+	md := &metadata{}
 	str := func(name string) (string, error) {
 		n := field(m, name)
 		if n == nil || n.Kind == structured.Null {
@@ -117,6 +118,15 @@ func parseMetadata(m *structured.Node) (*metadata, error) {
 		md.macOnlyEncrypted = b
 	}
 
+	if v, err := str("shamir_threshold"); err != nil {
+		return nil, err
+	} else if v != "" {
+		t, perr := strconv.Atoi(v)
+		if perr != nil || t < 0 {
+			return nil, fmt.Errorf("sops metadata shamir_threshold is not a count")
+		}
+		md.shamirThreshold = t
+	}
 	if err := md.readKeys(m); err != nil {
 		return nil, err
 	}
@@ -148,10 +158,10 @@ func (md *metadata) readKeys(m *structured.Node) error {
 	if !topLevel {
 		if kg := field(m, "key_groups"); kg != nil && kg.Kind == structured.List && len(kg.Items) > 0 {
 			groups = kg.Items
-			md.keyGroups = len(kg.Items)
 		}
 	}
 	for _, g := range groups {
+		var group []ageKey
 		if g.Kind != structured.Map {
 			return fmt.Errorf("sops metadata key group is a %s, not a map", g.Kind)
 		}
@@ -180,9 +190,10 @@ func (md *metadata) readKeys(m *structured.Node) error {
 				if e := field(item, "enc"); e != nil && e.IsScalar() {
 					k.enc = e.Text
 				}
-				md.ageKeys = append(md.ageKeys, k)
+				group = append(group, k)
 			}
 		}
+		md.groups = append(md.groups, group)
 	}
 	for _, t := range types {
 		if present[t] {

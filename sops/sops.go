@@ -3,8 +3,9 @@
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
 // file's MAC before returning anything.
 //
-// Only age recipients are supported; files whose data key is held by PGP or a cloud KMS, or is
-// split across several key groups, are refused with an error naming what they use. Values left
+// Only age recipients are supported; files whose data key is held only by PGP or a cloud KMS
+// are refused with an error naming what they use. A data key split across key groups (Shamir
+// secret sharing) is recovered from as many groups as the file's threshold asks, as sops does. Values left
 // in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex or
 // the comment regexes (YAML and dotenv) are returned as they are and authenticated the way
 // sops authenticates them.
@@ -21,7 +22,6 @@ import (
 	"strings"
 
 	"filippo.io/age"
-	"filippo.io/age/armor"
 
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
@@ -128,60 +128,6 @@ func (f *encryptedFile) document(roots []*structured.Node) (*structured.Document
 		return structured.NewDocument(manifest.FormatBinary, roots[0].Entries[0].Value)
 	}
 	return structured.NewDocument(f.format, roots...)
-}
-
-// unwrapDataKey decrypts the data key from the first age recipient an identity matches.
-func unwrapDataKey(md *metadata, ids []age.Identity) ([]byte, error) {
-	if md.keyGroups > 1 {
-		return nil, fmt.Errorf("the file splits its data key across %d key groups (Shamir secret sharing), which secretd does not support", md.keyGroups)
-	}
-	if len(md.ageKeys) == 0 {
-		if len(md.keyTypes) == 0 {
-			return nil, errors.New("the file's sops metadata lists no master keys")
-		}
-		return nil, fmt.Errorf("the file's data key is encrypted only to %s keys; secretd only decrypts age recipients", strings.Join(md.keyTypes, ", "))
-	}
-	if len(ids) == 0 {
-		return nil, errors.New("no identities to decrypt the sops data key with")
-	}
-	var recipients []string
-	var failures []string
-	for i, k := range md.ageKeys {
-		recipients = append(recipients, k.recipient)
-		r, err := age.Decrypt(armor.NewReader(strings.NewReader(k.enc)), ids...)
-		if err != nil {
-			var noMatch *age.NoIdentityMatchError
-			if !errors.As(err, &noMatch) {
-				failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			}
-			continue
-		}
-		key, err := io.ReadAll(io.LimitReader(r, dataKeySize+1))
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			continue
-		}
-		if len(key) != dataKeySize {
-			clear(key)
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): data key is not %d bytes", i, k.recipient, dataKeySize))
-			continue
-		}
-		return key, nil
-	}
-	msg := fmt.Sprintf("no identity given (%d tried) matches the file's age recipients: %s", len(ids), strings.Join(recipients, ", "))
-	var others []string
-	for _, t := range md.keyTypes {
-		if t != "age" {
-			others = append(others, t)
-		}
-	}
-	if len(others) > 0 {
-		msg += fmt.Sprintf(" (it also lists %s keys, which secretd does not use)", strings.Join(others, ", "))
-	}
-	if len(failures) > 0 {
-		msg += "; errors: " + strings.Join(failures, "; ")
-	}
-	return nil, errors.New(msg)
 }
 
 // verifyMAC checks the computed SHA-512 against the file's MAC, which sops encrypts with

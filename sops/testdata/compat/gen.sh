@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Regenerates the sops files under enc/ and what the real sops CLI prints for them under want/,
+# from the plaintexts under plain/ and the throwaway age keys under keys/, with the sops binary
+# on PATH (v3.12.2). cases lists, per line: the plaintext's file name, its sops type, the key
+# secretd reads ("-" for the whole file) and the `sops --extract` path ("-" for the whole file).
+# Files under sops-nix/ are not made here: they record what sops-nix's sops-install-secrets
+# wrote for the same files (see README.md in this directory).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+recipient() { age-keygen -y "keys/$1.key"; }
+a=$(recipient a) b=$(recipient b) c=$(recipient c)
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Key groups split the data key (Shamir): each group holds a share.
+cat >"$tmp/.sops.yaml" <<YAML
+creation_rules:
+  - path_regex: shamir2of2
+    key_groups:
+      - age: [$a]
+      - age: [$b]
+  - path_regex: shamir2of3
+    key_groups:
+      - age: [$a]
+      - age: [$b]
+      - age: [$c]
+  - age: $a,$b
+YAML
+
+export SOPS_AGE_KEY_FILE="$tmp/keys"
+cat keys/a.key keys/b.key >"$SOPS_AGE_KEY_FILE"
+rm -rf enc want
+mkdir -p enc want
+
+for plain in plain/*; do
+	name=$(basename "$plain")
+	type=$(awk -v f="$name" '$1 == f { print $2; exit }' cases)
+	cp "$plain" "$tmp/$name"
+	(cd "$tmp" && sops --encrypt --shamir-secret-sharing-threshold 2 --input-type "$type" --output-type "$type" "$name") >"enc/$name"
+done
+
+while read -r name type key extract; do
+	case "$name" in "" | "#"*) continue ;; esac
+	out="want/$name.$(printf '%s' "$key" | sed 's|/|_|g; s|^-$|whole|')"
+	if [ "$extract" = - ]; then
+		sops --decrypt --input-type "$type" --output-type "$type" "enc/$name" >"$out"
+	else
+		sops --decrypt --input-type "$type" --output-type "$type" --extract "$extract" "enc/$name" >"$out"
+	fi
+done <cases
