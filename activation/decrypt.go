@@ -213,10 +213,11 @@ func readInput(path string) ([]byte, *unix.Stat_t, error) {
 // value extracts one secret's content from its decrypted file.
 func (f *decryptedFile) value(s *manifest.Secret) ([]byte, error) {
 	if f.kind == FileSops {
-		if s.Format != f.sopsFormat {
-			return nil, fmt.Errorf("it is a sops %s file, but the secret's format is %s", f.sopsFormat, s.Format)
+		doc, err := sops.As(f.sopsDoc, s.Format)
+		if err != nil {
+			return nil, err
 		}
-		return f.sopsDoc.Value(s.Key)
+		return doc.Value(s.Key)
 	}
 	if s.Format == manifest.FormatBinary {
 		return f.plaintext, nil
@@ -351,8 +352,8 @@ func CheckFile(s *manifest.Secret, data []byte) error {
 	if kind != FileSops {
 		return nil
 	}
-	if s.Format != format {
-		return fmt.Errorf("it is a sops %s file, but the secret's format is %s", format, s.Format)
+	if err := sops.CanRead(format, s.Format); err != nil {
+		return err
 	}
 	return sops.HasKey(data, s.Key)
 }

@@ -35,8 +35,6 @@ type cliCase struct {
 	keys                    []cliKey
 	// cleartext must still be readable in the encrypted file; hidden must not.
 	cleartext, hidden []string
-	// hasComments skips the whole-document comparison: sops prints comments, secretd does not.
-	hasComments bool
 }
 
 var cliCases = []cliCase{
@@ -194,9 +192,8 @@ after: after-value
 			{"tail", `["tail"]`, false, ""},
 			{"after", `["after"]`, false, ""},
 		},
-		cleartext:   []string{"visible-comment-value", "nested-visible", "list-visible"},
-		hidden:      []string{"comment-secret", "nested-comment-secret", "whole-secret-a", "whole-secret-b", "list-secret"},
-		hasComments: true,
+		cleartext: []string{"visible-comment-value", "nested-visible", "list-visible"},
+		hidden:    []string{"comment-secret", "nested-comment-secret", "whole-secret-a", "whole-secret-b", "list-secret"},
 	},
 	{
 		name: "yaml-unencrypted-comment-regex", format: manifest.FormatYAML,
@@ -215,9 +212,8 @@ nested:
 			{"nested/url", `["nested"]["url"]`, false, ""},
 			{"nested/key", `["nested"]["key"]`, false, ""},
 		},
-		cleartext:   []string{"shown-host", "shown-url"},
-		hidden:      []string{"hidden-password", "hidden-key"},
-		hasComments: true,
+		cleartext: []string{"shown-host", "shown-url"},
+		hidden:    []string{"hidden-password", "hidden-key"},
 	},
 	{
 		name: "dotenv-encrypted-comment-regex", format: manifest.FormatDotenv,
@@ -388,13 +384,7 @@ func TestAgainstSopsCLI(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Value(\"\"): %v", err)
 			}
-			if c.format == manifest.FormatDotenv {
-				// sops keeps dotenv comment lines; secretd does not.
-				want = withoutCommentLines(want)
-			}
-			if !c.hasComments {
-				sameBytes(t, "whole document", got, want)
-			}
+			sameBytes(t, "whole document", got, want)
 
 			for _, k := range c.keys {
 				if err := HasKey(enc, k.key); err != nil {
@@ -472,16 +462,6 @@ func TestAgainstSopsCLIBinary(t *testing.T) {
 		t.Fatal("sops --decrypt failed")
 	}
 	sameBytes(t, "binary vs sops", got, want)
-}
-
-func withoutCommentLines(data []byte) []byte {
-	var out []byte
-	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte("#")) {
-			out = append(out, line...)
-		}
-	}
-	return out
 }
 
 // firstEncryptedValue returns the offset of the first ENC[...] that is a value, not a comment.

@@ -131,6 +131,9 @@ func (f *encryptedFile) splitMetadata() error {
 				meta = e.Value
 			}
 		}
+		if f.comments != nil {
+			f.comments.set(kept, len(kept.Entries), len(root.Entries), append(carried, f.comments.before(root, len(root.Entries))...))
+		}
 		f.roots[i] = kept
 	}
 	if !hasMetadata(meta) {
@@ -287,7 +290,7 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 		return nil, errNoMetadata
 	}
 	f := &encryptedFile{format: manifest.FormatDotenv, sourceFormat: manifest.FormatDotenv, roots: []*structured.Node{root}, meta: meta, comments: commentTable{}}
-	for i, c := range comments {
+	for i, c := range append(comments, pending) {
 		f.comments.set(root, i, len(root.Entries), c)
 	}
 	return f, nil
@@ -297,19 +300,24 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 // top-level keys, including the default section, and the "[sops]" section holds flattened
 // metadata whose newlines are written as "\n".
 func loadINI(data []byte) (*encryptedFile, error) {
-	doc, err := structured.Parse(manifest.FormatINI, data)
+	doc, err := structured.ParseINIWithComments(data)
 	if err != nil {
 		return nil, err
 	}
 	root := doc.Roots()[0]
 	kept := &structured.Node{Kind: structured.Map}
+	comments := commentTable{}
 	var metaSection *structured.Node
-	for _, s := range root.Entries {
+	for i, s := range root.Entries {
 		if s.Key == metadataKey {
 			if metaSection == nil {
 				metaSection = s.Value
 			}
 			continue
+		}
+		comments.set(kept, len(kept.Entries), len(root.Entries), iniComment(root.CommentsBefore(i)))
+		for j := range s.Value.Entries {
+			comments.set(s.Value, j, len(s.Value.Entries), iniComment(s.Value.CommentsBefore(j)))
 		}
 		kept.Entries = append(kept.Entries, s)
 	}
@@ -328,7 +336,21 @@ func loadINI(data []byte) (*encryptedFile, error) {
 	if !hasMetadata(meta) {
 		return nil, errNoMetadata
 	}
-	return &encryptedFile{format: manifest.FormatINI, sourceFormat: manifest.FormatINI, roots: []*structured.Node{kept}, meta: meta}, nil
+	return &encryptedFile{format: manifest.FormatINI, sourceFormat: manifest.FormatINI, roots: []*structured.Node{kept}, meta: meta, comments: comments}, nil
+}
+
+// iniComment strips a comment's leading comment characters as sops' INI store does before it
+// encrypts the comment (its first line's only).
+func iniComment(comments []string) []string {
+	out := make([]string, len(comments))
+	for i, c := range comments {
+		if strings.HasPrefix(c, ";") {
+			out[i] = strings.TrimLeft(c, "; ")
+		} else {
+			out[i] = strings.TrimLeft(c, "# ")
+		}
+	}
+	return out
 }
 
 const (

@@ -169,28 +169,47 @@ func (w *walker) walk(n *structured.Node, path []string) (*structured.Node, erro
 	switch n.Kind {
 	case structured.Map:
 		out := &structured.Node{Kind: structured.Map, Entries: make([]structured.Entry, len(n.Entries))}
+		var comments plainComments
 		for i, e := range n.Entries {
+			commentPath := path
+			if w.sourceFormat == manifest.FormatINI && len(path) == 0 {
+				// sops keeps a section's comment inside the section.
+				commentPath = []string{e.Key}
+			}
+			comments.add(i, w.openComments(w.comments.before(n, i), commentPath))
 			w.levels = append(w.levels, w.comments.before(n, i))
 			child, err := w.walk(e.Value, append(path[:len(path):len(path)], e.Key))
 			w.levels = w.levels[:len(w.levels)-1]
 			if err != nil {
 				return nil, err
 			}
-			out.Entries[i] = structured.Entry{Key: e.Key, Value: child}
+			out.Entries[i] = structured.Entry{Key: e.Key, Value: child, Merge: e.Merge}
 		}
+		comments.add(len(n.Entries), w.openComments(w.comments.before(n, len(n.Entries)), path))
+		out.Comments = comments.lines(len(out.Entries))
 		return out, nil
 	case structured.List:
 		// sops gives list elements the path of the list itself.
-		out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, len(n.Items))}
+		out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, 0, len(n.Items))}
+		var comments plainComments
 		for i, item := range n.Items {
+			comments.add(len(out.Items), w.openComments(w.comments.before(n, i), path))
+			if c, ok := w.openComment(item, path); ok {
+				// sops writes a comment before a list's first item as an item of its own,
+				// and reads it back as a comment.
+				comments.add(len(out.Items), []string{c})
+				continue
+			}
 			w.levels = append(w.levels, w.comments.before(n, i))
 			child, err := w.walk(item, path)
 			w.levels = w.levels[:len(w.levels)-1]
 			if err != nil {
 				return nil, err
 			}
-			out.Items[i] = child
+			out.Items = append(out.Items, child)
 		}
+		comments.add(len(out.Items), w.openComments(w.comments.before(n, len(n.Items)), path))
+		out.Comments = comments.lines(len(out.Items))
 		return out, nil
 	case structured.Null:
 		// sops neither decrypts nor authenticates null values.
@@ -231,4 +250,61 @@ func (w *walker) leaf(n *structured.Node, path []string) (*structured.Node, erro
 	}
 	w.mac.Write(macBytes)
 	return out, nil
+}
+
+// plainComments collects the decrypted comments of a map or list by entry or item index.
+type plainComments map[int][]string
+
+func (p *plainComments) add(i int, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	if *p == nil {
+		*p = plainComments{}
+	}
+	(*p)[i] = append((*p)[i], lines...)
+}
+
+// lines lays the comments out as structured.Node.Comments for a container of size entries.
+func (p plainComments) lines(size int) [][]string {
+	if len(p) == 0 {
+		return nil
+	}
+	out := make([][]string, size+1)
+	for i, l := range p {
+		out[i] = l
+	}
+	return out
+}
+
+// openComments decrypts comment lines. sops encrypts a comment with its container's path and
+// keeps one it cannot decrypt as it is (older versions of sops left comments in cleartext).
+func (w *walker) openComments(lines []string, path []string) []string {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]string, len(lines))
+	for i, c := range lines {
+		out[i] = c
+		if plain, ok := w.openComment(&structured.Node{Kind: structured.String, Text: c}, path); ok {
+			out[i] = plain
+		}
+	}
+	return out
+}
+
+// openComment decrypts n if it is an encrypted comment: a string ENC[…,type:comment].
+func (w *walker) openComment(n *structured.Node, path []string) (string, bool) {
+	if n.Kind != structured.String || !strings.HasPrefix(n.Text, "ENC[") || !strings.HasSuffix(n.Text, ",type:comment]") {
+		return "", false
+	}
+	var ev encryptedValue
+	if err := ev.parse(n.Text, &w.scratch); err != nil || ev.typ != "comment" {
+		return "", false
+	}
+	plain, err := w.cipher.open(&ev, strings.Join(path, ":")+":")
+	if err != nil {
+		return "", false
+	}
+	return string(plain), true
 }

@@ -41,7 +41,7 @@ var nestedValues = []valueCase{
 	{"enabled", "true"},
 	{"disabled", "false"},
 	{"empty", ""},
-	{"nothing", ""},
+	{"nothing", "null"},
 	{"guest_accounts.json", `[{"user":"a"}]`},
 	{"servers/0", "alpha"},
 	{"servers/1/host", "beta"},

@@ -99,7 +99,13 @@ func unescapeDoubleQuoted(s string) (string, error) {
 // emitDotenv writes one NAME=value line per variable, newlines as "\n", the way sops does.
 func emitDotenv(root *Node) ([]byte, error) {
 	var buf bytes.Buffer
-	for _, e := range root.Entries {
+	comments := func(i int) {
+		for _, c := range root.CommentsBefore(i) {
+			buf.WriteString("#" + c + "\n")
+		}
+	}
+	for i, e := range root.Entries {
+		comments(i)
 		if !e.Value.IsScalar() {
 			return nil, fmt.Errorf("variable %q holds a %s, which dotenv cannot express", e.Key, e.Value.Kind)
 		}
@@ -108,5 +114,6 @@ func emitDotenv(root *Node) ([]byte, error) {
 		buf.WriteString(strings.ReplaceAll(string(scalarBytes(e.Value)), "\n", `\n`))
 		buf.WriteByte('\n')
 	}
+	comments(len(root.Entries))
 	return buf.Bytes(), nil
 }

@@ -6,11 +6,13 @@
 // it is a variable name, for INI "section/key" or just "key" for a key outside any section. The
 // empty key selects the whole document.
 //
-// A string comes back exactly as stored (no newline added), a number or boolean as its text
-// ("42", "true"), null as nothing, and a map or list re-serialised in the document's own format
-// the way `sops --decrypt --extract` prints it, so secrets read the same as with sops-nix: YAML
-// with 4-space indentation; JSON tab-indented, a map ending with a newline. A whole document is
-// re-serialised too; comments are not kept.
+// A string comes back exactly as stored (no newline added), a number, boolean or null as sops
+// spells it ("42", "true", "null"; sops' YAML store adds a newline, which is left out here so
+// that a number reads the same in a template as in its own file), and a map or list
+// re-serialised in the document's own format the way `sops --decrypt --extract` prints it, so
+// secrets read the same as with sops-nix: YAML with 4-space indentation; JSON tab-indented, a map
+// ending with a newline. A whole document is re-serialised too, with the comments a sops file
+// keeps (Node.Comments) where `sops --decrypt` prints them.
 //
 // Error messages name keys and types but never values, because values are secrets.
 package structured
@@ -73,12 +75,29 @@ type Node struct {
 	Entries []Entry
 	// Items are a list's elements.
 	Items []*Node
+	// Comments holds, for a map or list read from a sops file, the comment lines (without their
+	// "#") before each entry or item, and at index len those after the last: sops keeps them and
+	// `sops --decrypt` prints them, so a document written whole keeps them too. Nil when none.
+	Comments [][]string
 }
 
 // Entry is one key of a map.
 type Entry struct {
 	Key   string
 	Value *Node
+	// Merge marks a YAML merge key ("<<: *base") that a sops file keeps as a key: lookups see
+	// the keys of the map (or maps) it holds, explicit keys winning, and it is written back as
+	// sops writes it, "!!merge <<", so that it still means a merge.
+	Merge bool
+}
+
+// CommentsBefore returns the comment lines before entry or item i of n (i = length: after the
+// last one).
+func (n *Node) CommentsBefore(i int) []string {
+	if i < len(n.Comments) {
+		return n.Comments[i]
+	}
+	return nil
 }
 
 // IsScalar reports whether n is neither a map nor a list.
@@ -164,7 +183,7 @@ func Parse(format string, data []byte) (*Document, error) {
 		roots = []*Node{root}
 	case manifest.FormatINI:
 		var root *Node
-		root, err = parseINI(data)
+		root, err = parseINI(data, false)
 		roots = []*Node{root}
 	default:
 		return nil, fmt.Errorf("unknown document format %q", format)
@@ -173,6 +192,16 @@ func Parse(format string, data []byte) (*Document, error) {
 		return nil, fmt.Errorf("parsing %s: %w", format, err)
 	}
 	return &Document{format: format, roots: roots}, nil
+}
+
+// ParseINIWithComments parses INI as Parse does and keeps its comments as ini.v1 holds them
+// (see Node.Comments), for sops, which writes them back.
+func ParseINIWithComments(data []byte) (*Document, error) {
+	root, err := parseINI(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", manifest.FormatINI, err)
+	}
+	return &Document{format: manifest.FormatINI, roots: []*Node{root}}, nil
 }
 
 // NewDocument wraps trees built elsewhere (for example decrypted from an encrypted file) as a
@@ -242,10 +271,10 @@ func (d *Document) Has(key string) error {
 	return err
 }
 
-// scalarBytes renders a scalar: its text, or nothing for null.
+// scalarBytes renders a scalar: its text; null (written null, ~ or not at all) as sops prints it.
 func scalarBytes(n *Node) []byte {
 	if n.Kind == Null {
-		return []byte{}
+		return []byte("null")
 	}
 	return []byte(n.Text)
 }
@@ -288,14 +317,41 @@ func (d *Document) resolve(n *Node, segments []string) *Node {
 		for take := 1; take <= len(segments); take++ {
 			k := strings.Join(segments[:take], "/")
 			for _, i := range d.entriesNamed(n, k) {
+				if n.Entries[i].Merge {
+					continue
+				}
 				if found := d.resolve(n.Entries[i].Value, segments[take:]); found != nil {
 					return found
 				}
 			}
 		}
+		return d.resolveMerged(n, segments)
 	case List:
 		if i, ok := listIndex(segments[0], len(n.Items)); ok {
 			return d.resolve(n.Items[i], segments[1:])
+		}
+	}
+	return nil
+}
+
+// resolveMerged looks segments up in the maps that n's merge keys bring in, earlier ones first,
+// as YAML merges them: n's own keys were tried already and win.
+func (d *Document) resolveMerged(n *Node, segments []string) *Node {
+	for _, e := range n.Entries {
+		if !e.Merge {
+			continue
+		}
+		sources := []*Node{e.Value}
+		if e.Value.Kind == List {
+			sources = e.Value.Items
+		}
+		for _, src := range sources {
+			if src.Kind != Map {
+				continue
+			}
+			if found := d.resolve(src, segments); found != nil {
+				return found
+			}
 		}
 	}
 	return nil
@@ -366,7 +422,7 @@ func (d *Document) serialiseWhole() ([]byte, error) {
 	case manifest.FormatDotenv:
 		return emitDotenv(d.roots[0])
 	case manifest.FormatINI:
-		return emitINI(d.roots[0].Entries)
+		return emitINI(d.roots[0].Entries, d.roots[0].CommentsBefore)
 	}
 	return nil, fmt.Errorf("unknown document format %q", d.format)
 }
@@ -386,7 +442,7 @@ func (d *Document) serialiseNode(n *Node, key string) ([]byte, error) {
 		return out, err
 	case manifest.FormatINI:
 		// Only a section is a map in an INI document.
-		return emitINI([]Entry{{Key: key, Value: n}})
+		return emitINI([]Entry{{Key: key, Value: n}}, func(int) []string { return nil })
 	}
 	return nil, fmt.Errorf("a %s in a %s document cannot be rendered", n.Kind, d.format)
 }

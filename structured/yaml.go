@@ -275,15 +275,24 @@ func toYAMLNode(n *Node) *yaml.Node {
 	switch n.Kind {
 	case Map:
 		out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		for _, e := range n.Entries {
-			out.Content = append(out.Content, yamlString(e.Key), toYAMLNode(e.Value))
+		for i, e := range n.Entries {
+			key := yamlString(e.Key)
+			if e.Merge {
+				key = &yaml.Node{Kind: yaml.ScalarNode, Tag: tagMerge, Value: e.Key, Style: yaml.TaggedStyle}
+			}
+			placeComments(out, key, i, n.CommentsBefore(i))
+			out.Content = append(out.Content, key, toYAMLNode(e.Value))
 		}
+		placeTrailingComments(out, 2, n.CommentsBefore(len(n.Entries)))
 		return out
 	case List:
 		out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		for _, item := range n.Items {
-			out.Content = append(out.Content, toYAMLNode(item))
+		for i, item := range n.Items {
+			child := toYAMLNode(item)
+			placeComments(out, child, i, n.CommentsBefore(i))
+			out.Content = append(out.Content, child)
 		}
+		placeTrailingComments(out, 1, n.CommentsBefore(len(n.Items)))
 		return out
 	case String:
 		if n.Tag == "" || n.Tag == TagString {
@@ -297,6 +306,36 @@ func toYAMLNode(n *Node) *yaml.Node {
 	// Without a tag the text is written plain and reads back as whatever it resolves to, as
 	// yaml.v3 writes Go numbers and booleans.
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: n.Tag, Value: text}
+}
+
+// placeComments attaches the comments before entry or item i where sops' YAML store puts them,
+// so that they print as `sops --decrypt` prints them: before the first one on the map or list
+// itself, before any other on its key or item.
+func placeComments(container, first *yaml.Node, i int, comments []string) {
+	if len(comments) == 0 {
+		return
+	}
+	if i == 0 {
+		first = container
+	}
+	first.HeadComment = yamlComment(comments)
+}
+
+// placeTrailingComments attaches comments after the last entry or item as the foot comment of
+// its key (stride 2) or item (stride 1), or of the container when it is empty, as sops does.
+func placeTrailingComments(container *yaml.Node, stride int, comments []string) {
+	if len(comments) == 0 {
+		return
+	}
+	if len(container.Content) == 0 {
+		container.HeadComment = yamlComment(comments)
+		return
+	}
+	container.Content[len(container.Content)-stride].FootComment = yamlComment(comments)
+}
+
+func yamlComment(lines []string) string {
+	return "#" + strings.Join(lines, "\n#")
 }
 
 // yamlString builds the node yaml.v3 writes for a Go string (what yaml.Node.Encode gives, at a

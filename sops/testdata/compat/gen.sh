@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates the sops files under enc/ and what the real sops CLI prints for them under want/,
 # from the plaintexts under plain/ and the throwaway age keys under keys/, with the sops binary
-# on PATH (v3.12.2). cases lists, per line: the plaintext's file name, its sops type, the key
-# secretd reads ("-" for the whole file) and the `sops --extract` path ("-" for the whole file).
+# on PATH (v3.12.2). A plaintext is encrypted as the type its name ends with (.json, .env,
+# .ini, else yaml). cases lists, per line: the plaintext's file name, the sops type it is
+# decrypted as, the key secretd reads ("-" for the whole file) and the `sops --extract` path
+# ("-" for the whole file), and "bare" where secretd deliberately leaves out the newline that
+# sops' YAML store prints after a number, boolean or null.
 # Files under sops-nix/ are not made here: they record what sops-nix's sops-install-secrets
 # wrote for the same files (see README.md in this directory).
 set -euo pipefail
@@ -35,14 +38,21 @@ mkdir -p enc want
 
 for plain in plain/*; do
 	name=$(basename "$plain")
-	type=$(awk -v f="$name" '$1 == f { print $2; exit }' cases)
+	case "$name" in
+	*.json) type=json ;;
+	*.env) type=dotenv ;;
+	*.ini) type=ini ;;
+	*) type=yaml ;;
+	esac
+	shamir=()
+	case "$name" in shamir*) shamir=(--shamir-secret-sharing-threshold 2) ;; esac
 	cp "$plain" "$tmp/$name"
-	(cd "$tmp" && sops --encrypt --shamir-secret-sharing-threshold 2 --input-type "$type" --output-type "$type" "$name") >"enc/$name"
+	(cd "$tmp" && sops --encrypt "${shamir[@]}" --input-type "$type" --output-type "$type" "$name") >"enc/$name"
 done
 
-while read -r name type key extract; do
+while read -r name type key extract _; do
 	case "$name" in "" | "#"*) continue ;; esac
-	out="want/$name.$(printf '%s' "$key" | sed 's|/|_|g; s|^-$|whole|')"
+	out="want/$name.$type.$(printf '%s' "$key" | sed 's|/|_|g; s|^-$|whole|')"
 	if [ "$extract" = - ]; then
 		sops --decrypt --input-type "$type" --output-type "$type" "enc/$name" >"$out"
 	else
