@@ -3,6 +3,9 @@ package sops
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,5 +137,48 @@ func TestShamirKeyGroups(t *testing.T) {
 	md.groups[1] = md.groups[0]
 	if _, err := unwrapDataKey(md, compatIDs(t, "a")); err == nil {
 		t.Error("two copies of one share were combined")
+	}
+}
+
+// sops-nix's sops-install-secrets wrote the files under testdata/compat/sops-nix for the same
+// sops files: secretd writes the same bytes, and reads the values sops-nix refuses (numbers,
+// maps, nested JSON keys; see the README) rather than failing.
+func TestSameBytesAsSopsNix(t *testing.T) {
+	ids := compatIDs(t, "a", "b")
+	sc := bufio.NewScanner(bytes.NewReader(readFile(t, filepath.Join(compatDir, "sops-nix", "cases"))))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		file, format, key := f[0], f[1], f[2]
+		name := file + "." + format + "." + strings.ReplaceAll(key, "/", "_")
+		if key == "-" {
+			key, name = "", file+"."+format+".whole"
+		}
+		t.Run(name, func(t *testing.T) {
+			doc, err := Decrypt(readFile(t, filepath.Join(compatDir, "enc", file)), ids)
+			if err != nil {
+				t.Fatalf("Decrypt: %v", err)
+			}
+			if doc, err = As(doc, format); err != nil {
+				t.Fatal(err)
+			}
+			got, err := doc.Value(key)
+			if err != nil {
+				t.Fatalf("Value(%q): %v", key, err)
+			}
+			want, err := os.ReadFile(filepath.Join(compatDir, "sops-nix", name))
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, err := os.Stat(filepath.Join(compatDir, "sops-nix", name+".error")); err != nil {
+					t.Fatalf("no sops-nix output recorded: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameBytes(t, "sops-nix", got, want)
+		})
 	}
 }
