@@ -89,9 +89,10 @@ type decoder struct {
 	m Manifest
 }
 
-// decode reads a manifest without applying defaults or validating it.
+// decode reads a manifest without applying defaults (but keepGenerations') or validating it.
 func decode(data []byte) (*Manifest, error) {
-	d := &decoder{data: data, src: string(data)}
+	// An absent keepGenerations means the default; an explicit 0 keeps every generation.
+	d := &decoder{data: data, src: string(data), m: Manifest{KeepGenerations: DefaultKeepGenerations}}
 	d.cur = &d.typ
 	if serr := d.document(); serr != nil {
 		line, col := position(data, int64(serr.offset-1))
@@ -334,6 +335,7 @@ const (
 	keyGID
 	keyMode
 	keyPath
+	keySymlink
 	keyRestartUnits
 	keyReloadUnits
 )
@@ -341,7 +343,7 @@ const (
 const (
 	secretKeys   = keyName | keyFile | keyFormat | keyKey | outputKeys
 	templateKeys = keyName | keyContent | outputKeys
-	outputKeys   = keyOwner | keyGroup | keyUID | keyGID | keyMode | keyPath | keyRestartUnits | keyReloadUnits
+	outputKeys   = keyOwner | keyGroup | keyUID | keyGID | keyMode | keyPath | keySymlink | keyRestartUnits | keyReloadUnits
 )
 
 func elementKey(name string) uint16 {
@@ -368,6 +370,8 @@ func elementKey(name string) uint16 {
 		return keyMode
 	case "path":
 		return keyPath
+	case "symlink":
+		return keySymlink
 	case "restartUnits":
 		return keyRestartUnits
 	case "reloadUnits":
@@ -385,14 +389,15 @@ func (d *decoder) element(depth int, s *Secret, t *Template) (e element) {
 		name    *string
 		o       *Ownership
 		path    *string
+		symlink **bool
 		cons    *Consumers
 	)
 	if s != nil {
 		typ, allowed = "manifest.Secret", secretKeys
-		name, o, path, cons = &s.Name, &s.Ownership, &s.Path, &s.Consumers
+		name, o, path, symlink, cons = &s.Name, &s.Ownership, &s.Path, &s.Symlink, &s.Consumers
 	} else {
 		typ, allowed = "manifest.Template", templateKeys
-		name, o, path, cons = &t.Name, &t.Ownership, &t.Path, &t.Consumers
+		name, o, path, symlink, cons = &t.Name, &t.Ownership, &t.Path, &t.Symlink, &t.Consumers
 	}
 	switch c := d.beginValue(); c {
 	case 'n':
@@ -440,7 +445,7 @@ func (d *decoder) element(depth int, s *Secret, t *Template) (e element) {
 		case bit == keyContent:
 			d.stringValue(&t.Content, "content", depth+1)
 		default:
-			d.outputValue(bit, o, path, cons, depth+1)
+			d.outputValue(bit, o, path, symlink, cons, depth+1)
 		}
 	}
 	e.typ, d.cur = d.elemTyp, &d.typ
@@ -448,7 +453,7 @@ func (d *decoder) element(depth int, s *Secret, t *Template) (e element) {
 }
 
 // outputValue reads a field secrets and templates share.
-func (d *decoder) outputValue(bit uint16, o *Ownership, path *string, c *Consumers, depth int) {
+func (d *decoder) outputValue(bit uint16, o *Ownership, path *string, symlink **bool, c *Consumers, depth int) {
 	switch bit {
 	case keyOwner:
 		d.stringValue(&o.Owner, "owner", depth)
@@ -462,6 +467,8 @@ func (d *decoder) outputValue(bit uint16, o *Ownership, path *string, c *Consume
 		d.idValue(&o.GID, "gid", depth)
 	case keyPath:
 		d.stringValue(path, "path", depth)
+	case keySymlink:
+		d.boolValue(symlink, "symlink", depth)
 	case keyRestartUnits:
 		d.stringsValue(&c.RestartUnits, "restartUnits", depth)
 	case keyReloadUnits:
@@ -501,6 +508,22 @@ func (d *decoder) intValue(field string, depth int) (n int, ok bool) {
 		d.skip(depth)
 	}
 	return 0, false
+}
+
+// boolValue reads a bool field held by pointer; null unsets it.
+func (d *decoder) boolValue(dst **bool, field string, depth int) {
+	switch c := d.beginValue(); c {
+	case 'n':
+		d.literal()
+		*dst = nil
+	case 't', 'f':
+		d.literal()
+		b := c == 't'
+		*dst = &b
+	default:
+		d.cur.set(field, "bool", kindOf(c))
+		d.skip(depth)
+	}
 }
 
 // idValue reads a uid or gid; null unsets it.

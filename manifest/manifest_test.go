@@ -81,7 +81,7 @@ func TestDecodeReportsEveryProblemWithItsLocation(t *testing.T) {
 	  "templates": [{"name": "t", "content": "<SECRETD:nope>", "path": "/run/secrets.d/t"}]
 	}`
 	want := []string{
-		`keepGenerations: -2 must be at least 1`,
+		`keepGenerations: -2 must be at least 0`,
 		`identities[0]: "relative/key" must be an absolute path`,
 		`secrets[0] (a).mode: "0999" is not an octal mode`,
 		`secrets[1] (b).mode: "abc" is not an octal mode`,
@@ -331,5 +331,29 @@ func TestLoad(t *testing.T) {
 	missing := filepath.Join(dir, "missing.json")
 	if _, err := manifest.Load(missing); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing manifest: %v", err)
+	}
+}
+
+// keepGenerations 0 keeps every generation (sops-nix's meaning), unlike an absent one; symlink
+// false makes a path a copy (agenix's meaning).
+func TestKeepEveryGenerationAndCopies(t *testing.T) {
+	m, err := manifest.Decode([]byte(`{"version": 1, "keepGenerations": 0, "identities": ["/k"],
+	  "secrets": [{"name": "a", "file": "/a", "path": "/etc/a", "symlink": false},
+	              {"name": "b", "file": "/b", "path": "/etc/b", "symlink": true}, {"name": "c", "file": "/c", "symlink": null}],
+	  "templates": [{"name": "t", "content": "x", "path": "/etc/t", "symlink": false}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.KeepGenerations != 0 {
+		t.Errorf("keepGenerations %d, want 0", m.KeepGenerations)
+	}
+	s := m.Secrets
+	if !manifest.CopyToPath(s[0].Path, s[0].Symlink) || manifest.CopyToPath(s[1].Path, s[1].Symlink) || s[2].Symlink != nil ||
+		!manifest.CopyToPath(m.Templates[0].Path, m.Templates[0].Symlink) {
+		t.Errorf("symlink decoded as %v %v %v", s[0].Symlink, s[1].Symlink, s[2].Symlink)
+	}
+	if _, err := manifest.Decode([]byte(`{"version": 1, "identities": ["/k"], "secrets": [{"name": "a", "file": "/a", "symlink": "no"}]}`)); err == nil ||
+		!strings.Contains(err.Error(), "symlink: expected bool, got JSON string") {
+		t.Errorf("a string symlink: %v", err)
 	}
 }

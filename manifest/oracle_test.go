@@ -34,6 +34,7 @@ func oracleDecode(data []byte) (*Manifest, error) {
 		Secrets   []json.RawMessage `json:"secrets"`
 		Templates []json.RawMessage `json:"templates"`
 	}
+	top.KeepGenerations = DefaultKeepGenerations
 	if err := oracleDecodeStrict(data, &top, oracleJSONFields(reflect.TypeOf(top))); err != nil {
 		return nil, oracleDescribeJSONError(data, "", err)
 	}
@@ -258,8 +259,8 @@ func (m *Manifest) oracleValidate() error {
 	if oracleWithin(m.SecretsDir, m.MountPoint) || oracleWithin(m.MountPoint, m.SecretsDir) {
 		p.add("secretsDir", "%q and mountPoint %q must not contain one another", m.SecretsDir, m.MountPoint)
 	}
-	if m.KeepGenerations < 1 {
-		p.add("keepGenerations", "%d must be at least 1", m.KeepGenerations)
+	if m.KeepGenerations < 0 {
+		p.add("keepGenerations", "%d must be at least 0 (0 keeps every generation)", m.KeepGenerations)
 	}
 	if len(m.Identities) == 0 {
 		p.add("identities", "no identity paths: nothing could decrypt the secrets")

@@ -134,8 +134,8 @@ func (m *Manifest) Validate() error {
 	if within(m.SecretsDir, m.MountPoint) || within(m.MountPoint, m.SecretsDir) {
 		p.add("secretsDir", "%q and mountPoint %q must not contain one another", m.SecretsDir, m.MountPoint)
 	}
-	if m.KeepGenerations < 1 {
-		p.add("keepGenerations", "%d must be at least 1", m.KeepGenerations)
+	if m.KeepGenerations < 0 {
+		p.add("keepGenerations", "%d must be at least 0 (0 keeps every generation)", m.KeepGenerations)
 	}
 	if len(m.Identities) == 0 {
 		p.add("identities", "no identity paths: nothing could decrypt the secrets")

@@ -108,50 +108,56 @@ func openDirNoFollow(dir string) (int, error) {
 // PlaceSymlink points link at target atomically, making missing parent directories. Only
 // root-owned symlinks are followed on the way to link's directory, and once there every step
 // is relative to that directory's handle. Whatever stood at link is exchanged for the new
-// symlink, and put back if it was not a symlink: secretd replaces only symlinks.
-func PlaceSymlink(link, target string) error {
+// symlink, and put back if it was neither a symlink nor a regular file: secretd replaces a
+// symlink, or a copy such as agenix's symlink = false leaves (replacedFile), never a directory.
+// Renaming over a name never writes to the file it named, so a hard link a user planted there
+// cannot make root write elsewhere.
+func PlaceSymlink(link, target string) (replacedFile bool, err error) {
 	parent, err := trustedDir(filepath.Dir(link), true)
 	if err != nil {
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
 	dirfd, err := openDirNoFollow(parent)
 	if err != nil {
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
 	defer unix.Close(dirfd)
 	base := filepath.Base(link)
 	tmp := tmpLinkPrefix + base
 	if err := unix.Unlinkat(dirfd, tmp, 0); err != nil && err != unix.ENOENT {
-		return fmt.Errorf("removing stale %s: %w", tmp, err)
+		return false, fmt.Errorf("removing stale %s: %w", tmp, err)
 	}
 	if err := unix.Symlinkat(target, dirfd, tmp); err != nil {
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
 	err = unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_NOREPLACE)
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	if err != unix.EEXIST {
 		unix.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
 	if err := unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_EXCHANGE); err != nil {
 		unix.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
 	// What was at link is now at tmp.
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, tmp, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("%s: %w", link, err)
+		return false, fmt.Errorf("%s: %w", link, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+	if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFLNK && kind != unix.S_IFREG {
 		if err := unix.Renameat2(dirfd, tmp, dirfd, base, unix.RENAME_EXCHANGE); err != nil {
-			return fmt.Errorf("%s: a file appeared there and could not be put back (it is at %s): %w", link, filepath.Join(parent, tmp), err)
+			return false, fmt.Errorf("%s: a file appeared there and could not be put back (it is at %s): %w", link, filepath.Join(parent, tmp), err)
 		}
 		unix.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("%s is not a symlink; secretd replaces only symlinks there", link)
+		return false, fmt.Errorf("%s is neither a symlink nor a file; secretd replaces only those there", link)
 	}
-	return unix.Unlinkat(dirfd, tmp, 0)
+	if err := unix.Unlinkat(dirfd, tmp, 0); err != nil {
+		return false, fmt.Errorf("%s: removing what it replaced: %w", link, err)
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }
 
 // RemoveSymlink removes link if it is a symlink whose target ours accepts, following no

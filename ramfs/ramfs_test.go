@@ -96,6 +96,16 @@ func TestBuilderWritesOwnerModeAndContent(t *testing.T) {
 	if gens, _ := store.Generations(); len(gens) != 0 {
 		t.Fatalf("unfinished generation listed: %v", gens)
 	}
+	// Directories are root's alone until given their final owner and mode.
+	if fi, err := os.Lstat(filepath.Join(root, ".building-1", "a")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("unfinished a: %v %v", fi.Mode(), err)
+	}
+	if err := b.SetDir("a/b", 65534, 65534, 0o550); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetDir("nope", 0, 0, 0o500); err == nil {
+		t.Fatal("SetDir of a directory never made")
+	}
 	dir, err := b.Commit()
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +117,9 @@ func TestBuilderWritesOwnerModeAndContent(t *testing.T) {
 	if !bytes.Equal(content, []byte("value")) || info.UID != 65534 || info.GID != 65534 || info.Mode != 0o440 {
 		t.Fatalf("got %+v (content ok: %v)", info, bytes.Equal(content, []byte("value")))
 	}
-	for _, d := range []string{"a", "a/b"} {
-		fi, err := os.Lstat(filepath.Join(dir, d))
-		if err != nil || fi.Mode().Perm() != 0o751 {
-			t.Fatalf("%s: %v %v", d, fi.Mode(), err)
-		}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "a", "b"), &st); err != nil || st.Uid != 65534 || st.Gid != 65534 || st.Mode&0o7777 != 0o550 {
+		t.Fatalf("a/b: %d:%d %o %v", st.Uid, st.Gid, st.Mode, err)
 	}
 	if gens, _ := store.Generations(); len(gens) != 1 || gens[0] != 1 {
 		t.Fatalf("generations %v", gens)
