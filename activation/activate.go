@@ -448,7 +448,7 @@ func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]str
 		w := written[o.Name]
 		states[i] = OutputState{
 			Source: sources[o.Name], Input: stamps[o.File], Ino: w.Ino, Ctime: w.Ctime,
-			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
+			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link, Copy: o.Copy,
 			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: int(w.Size),
 			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,
 		}

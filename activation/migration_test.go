@@ -83,8 +83,15 @@ func TestCopyAtPath(t *testing.T) {
 	if expect(inMemory, []byte("token-2")) == memIno {
 		t.Error("a changed copy was written in place, not replaced")
 	}
-	// A copy that was tampered with is put back even when nothing else changed.
+	// status checks the copies; a copy that was tampered with is reported, and put back by the
+	// next activation even when nothing else changed.
+	if st := activation.ReadStatus(f.mountPoint); !st.Healthy {
+		t.Errorf("status: %v", st.Problems)
+	}
 	os.WriteFile(disk, []byte("tampered"), 0o666)
+	if st := activation.ReadStatus(f.mountPoint); st.Healthy {
+		t.Error("status is healthy with a tampered copy")
+	}
 	f.mustActivate(f.manifest(secrets("token-2")...), activation.Options{Log: f.log})
 	expect(disk, []byte("wg-private-key"))
 }

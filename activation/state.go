@@ -45,6 +45,7 @@ type OutputState struct {
 	Kind  string `json:"kind"`
 	Path  string `json:"path"`
 	Link  string `json:"link,omitempty"`
+	Copy  bool   `json:"copy,omitempty"` // Link is a copy, not a symlink
 	Owner string `json:"owner"`
 	Group string `json:"group"`
 	UID   int    `json:"uid"`

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/secretd/secretd/ramfs"
 )
 
@@ -90,7 +92,16 @@ func checkOutput(dir string, o OutputState) string {
 	if info.Size != int64(o.Size) {
 		problems = append(problems, fmt.Sprintf("size %d, expected %d", info.Size, o.Size))
 	}
-	if o.Link != "" {
+	if o.Link != "" && o.Copy {
+		var st unix.Stat_t
+		switch err := unix.Lstat(o.Link, &st); {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("path copy %s: %v", o.Link, err))
+		case st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != o.UID || int(st.Gid) != o.GID ||
+			fmt.Sprintf("%04o", st.Mode&0o7777) != o.Mode || st.Size != int64(o.Size):
+			problems = append(problems, fmt.Sprintf("path copy %s is not a %d-byte file %d:%d %s", o.Link, o.Size, o.UID, o.GID, o.Mode))
+		}
+	} else if o.Link != "" {
 		target, err := os.Readlink(o.Link)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("path symlink %s: %v", o.Link, err))
@@ -128,8 +139,11 @@ func (s *Status) Print(w io.Writer) {
 			state = f.Problem
 		}
 		link := f.Link
-		if link == "" {
+		switch {
+		case link == "":
 			link = "-"
+		case f.Copy:
+			link += " (copy)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", f.Path, f.Owner, f.Group, f.Mode, f.Size, link, state)
 	}
