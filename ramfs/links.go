@@ -13,8 +13,10 @@ import (
 const maxSymlinks = 40
 
 // trustedDir resolves dir to a path with no symlink in it, following only symlinks owned by
-// root: a directory a user controls must not redirect where root places a link (a user could
-// point ~/.config at /etc). create makes missing directories, root-owned, mode 0755.
+// root or by the user running secretd: a directory another user controls must not redirect
+// where root places a link (a user could point ~/.config at /etc), while a user's own secrets
+// may go through their own links (~/.config into a dotfiles checkout). create makes missing
+// directories, owned by the caller, mode 0755.
 func trustedDir(dir string, create bool) (string, error) {
 	if !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("%s is not absolute", dir)
@@ -22,6 +24,7 @@ func trustedDir(dir string, create bool) (string, error) {
 	pending := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
 	resolved := "/"
 	links := 0
+	euid := unix.Geteuid()
 	for len(pending) > 0 {
 		seg := pending[0]
 		pending = pending[1:]
@@ -44,8 +47,8 @@ func trustedDir(dir string, create bool) (string, error) {
 		case err != nil:
 			return "", &pathError{next, err}
 		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-			if st.Uid != 0 {
-				return "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only root's symlinks there", next, st.Uid)
+			if st.Uid != 0 && int(st.Uid) != euid {
+				return "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only its own and root's symlinks there", next, st.Uid)
 			}
 			if links++; links > maxSymlinks {
 				return "", &pathError{dir, unix.ELOOP}
