@@ -16,7 +16,7 @@
 
       # The hash of `go mod vendor`. nixos/update-vendor-hash.sh rewrites it after go.mod
       # changes; a test in nixos/ fails while it is stale.
-      vendorHash = "sha256-fZxnD3+2/3+KwvQzsPkL5PKDPvPT/Pj4SiZlk9+mTt4=";
+      vendorHash = "sha256-JzLblB263pf8WIU5R1JTg6G/+JxHstSXvlq4kQMEGMo=";
 
       secretdFor = pkgs: pkgs.callPackage ./nixos/package.nix { inherit vendorHash; };
     in

@@ -103,7 +103,7 @@ func (f *decryptedFile) wipe() {
 
 // decryptFiles decrypts every distinct file in parallel, one worker per core. A file that r
 // finds unchanged, by its stamp and then its digest, is neither read nor decrypted.
-func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map[string]*decryptedFile {
+func decryptFiles(in *inputSet, ids *identity.Set, gnupgHome string, r *reuser, now time.Time) map[string]*decryptedFile {
 	results := make(map[string]*decryptedFile, len(in.paths))
 	for _, p := range in.paths {
 		results[p] = &decryptedFile{}
@@ -112,11 +112,12 @@ func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map
 	// checking a stamp does.
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	pgp := pgpIdentities(ids, gnupgHome)
 	for range min(runtime.NumCPU(), len(in.paths)) {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(in.paths); i = int(next.Add(1)) - 1 {
 				p := in.paths[i]
-				decryptFile(p, in, ids.Identities(), results[p], r, now)
+				decryptFile(p, in, ids.Identities(), pgp, results[p], r, now)
 			}
 		})
 	}
@@ -124,7 +125,20 @@ func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map
 	return results
 }
 
-func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFile, r *reuser, now time.Time) {
+// pgpIdentities are what opens a sops file's PGP recipients: the RSA identities as OpenPGP keys,
+// then the GnuPG home, if any.
+func pgpIdentities(ids *identity.Set, gnupgHome string) []sops.PGPIdentity {
+	var out []sops.PGPIdentity
+	for _, k := range ids.PGPKeys() {
+		out = append(out, k)
+	}
+	if gnupgHome != "" {
+		out = append(out, identity.GnuPGHome(gnupgHome))
+	}
+	return out
+}
+
+func decryptFile(path string, in *inputSet, ids []age.Identity, pgp []sops.PGPIdentity, out *decryptedFile, r *reuser, now time.Time) {
 	if r != nil {
 		var st unix.Stat_t
 		if unix.Stat(path, &st) == nil {
@@ -152,7 +166,7 @@ func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFi
 	if !bytes.HasPrefix(data, ageMagic) && !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(armor.Header)) {
 		// Not age, so sops or nothing: decrypting parses the file once, where detecting first
 		// would parse it twice. Only a failure pays for a second look, to word the error.
-		doc, err := sops.Decrypt(data, ids)
+		doc, err := sops.Decrypt(data, ids, pgp...)
 		if err == nil {
 			out.kind, out.sopsFormat, out.sopsDoc = FileSops, doc.Format(), doc
 			return
@@ -177,7 +191,7 @@ func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFi
 			out.plaintext, out.err = decryptAge(binary, ids)
 		}
 	case FileSops:
-		out.sopsDoc, out.err = sops.Decrypt(data, ids)
+		out.sopsDoc, out.err = sops.Decrypt(data, ids, pgp...)
 	}
 }
 
@@ -292,7 +306,7 @@ func (r *reuser) unchanged(secrets []*manifest.Secret, sources []string) bool {
 // its content is read back from the live generation only if it is needed.
 func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.Time) (values map[string][]byte, sources map[string]string, stamps map[string]InputStamp, reused map[string]bool, wipe func(), err error) {
 	in := newInputSet(m, ids.Fingerprint())
-	files := decryptFiles(in, ids, r, now)
+	files := decryptFiles(in, ids, m.GnuPGHome, r, now)
 	wipe = func() {
 		for _, f := range files {
 			f.wipe()

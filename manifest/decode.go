@@ -152,6 +152,7 @@ const (
 	topMountPoint
 	topKeepGenerations
 	topIdentities
+	topGnuPGHome
 	topSecrets
 	topPlaceholders
 	topTemplates
@@ -169,6 +170,8 @@ func topKey(name string) uint16 {
 		return topKeepGenerations
 	case "identities":
 		return topIdentities
+	case "gnupgHome":
+		return topGnuPGHome
 	case "secrets":
 		return topSecrets
 	case "placeholders":
@@ -215,6 +218,8 @@ func (d *decoder) topObject() {
 			}
 		case bit == topIdentities:
 			d.stringsValue(&d.m.Identities, "identities", 1)
+		case bit == topGnuPGHome:
+			d.stringValue(&d.m.GnuPGHome, "gnupgHome", 1)
 		case bit == topPlaceholders:
 			d.placeholders()
 		case bit == topSecrets:

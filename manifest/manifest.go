@@ -40,11 +40,14 @@ type Manifest struct {
 	SecretsDir string `json:"secretsDir"`
 	MountPoint string `json:"mountPoint"`
 	// KeepGenerations is how many complete generations are kept; 0 keeps them all.
-	KeepGenerations int               `json:"keepGenerations"`
-	Identities      []string          `json:"identities"`
-	Secrets         []Secret          `json:"secrets"`
-	Placeholders    map[string]string `json:"placeholders,omitempty"`
-	Templates       []Template        `json:"templates"`
+	KeepGenerations int      `json:"keepGenerations"`
+	Identities      []string `json:"identities"`
+	// GnuPGHome, when set, is a GnuPG home whose secret keys open sops files' PGP recipients,
+	// through the gpg binary (sops-nix's sops.gnupg.home).
+	GnuPGHome    string            `json:"gnupgHome,omitempty"`
+	Secrets      []Secret          `json:"secrets"`
+	Placeholders map[string]string `json:"placeholders,omitempty"`
+	Templates    []Template        `json:"templates"`
 }
 
 // Ownership is who owns an output file and with which permission bits. Owner and Group are

@@ -134,6 +134,9 @@ func (m *Manifest) Validate() error {
 	if within(m.SecretsDir, m.MountPoint) || within(m.MountPoint, m.SecretsDir) {
 		p.add("secretsDir", "%q and mountPoint %q must not contain one another", m.SecretsDir, m.MountPoint)
 	}
+	if m.GnuPGHome != "" && !filepath.IsAbs(m.GnuPGHome) {
+		p.add("gnupgHome", "%q must be an absolute path", m.GnuPGHome)
+	}
 	if m.KeepGenerations < 0 {
 		p.add("keepGenerations", "%d must be at least 0 (0 keeps every generation)", m.KeepGenerations)
 	}

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"filippo.io/age"
+	"go.uber.org/zap"
+
+	"github.com/secretd/secretd/identity"
 )
 
 // The files under testdata/compat were encrypted by the real sops CLI and what it prints for
@@ -135,7 +139,7 @@ func TestShamirKeyGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	md.groups[1] = md.groups[0]
-	if _, err := unwrapDataKey(md, compatIDs(t, "a")); err == nil {
+	if _, err := unwrapDataKey(md, keys{age: compatIDs(t, "a")}); err == nil {
 		t.Error("two copies of one share were combined")
 	}
 }
@@ -181,4 +185,59 @@ func TestSameBytesAsSopsNix(t *testing.T) {
 			sameBytes(t, "sops-nix", got, want)
 		})
 	}
+}
+
+// Files encrypted by sops to OpenPGP keys open with the host's RSA key used as an OpenPGP key
+// (its fingerprint is the one sops lists) and with a GnuPG home through gpg, with no age key.
+func TestPGPRecipients(t *testing.T) {
+	set, err := identity.Load([]string{filepath.Join(compatDir, "keys", "ssh_host_rsa_key")}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa := set.PGPKeys()
+	if len(rsa) != 1 {
+		t.Fatalf("%d OpenPGP keys from one RSA key", len(rsa))
+	}
+	sshFile := readFile(t, filepath.Join(compatDir, "enc", "pgp-ssh.yaml"))
+	if !bytes.Contains(sshFile, []byte("fp: "+rsa[0].Fingerprint()+"\n")) {
+		t.Errorf("the file is not encrypted to %s, the RSA key's OpenPGP fingerprint", rsa[0].Fingerprint())
+	}
+	open := func(t *testing.T, file string, pgp ...PGPIdentity) {
+		t.Helper()
+		doc, err := Decrypt(readFile(t, filepath.Join(compatDir, "enc", file)), nil, pgp...)
+		if err != nil {
+			t.Fatalf("Decrypt: %v", err)
+		}
+		got, err := doc.Value("db/password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameBytes(t, file, got, readFile(t, filepath.Join(compatDir, "want", file+".yaml.db_password")))
+	}
+	t.Run("ssh-rsa", func(t *testing.T) { open(t, "pgp-ssh.yaml", rsa[0]) })
+	t.Run("gnupg-home", func(t *testing.T) {
+		home := gnupgHome(t)
+		open(t, "pgp-gnupg.yaml", rsa[0], home)
+		if _, err := Decrypt(sshFile, nil, home); err == nil || !strings.Contains(err.Error(), "PGP "+rsa[0].Fingerprint()) {
+			t.Errorf("a file for another OpenPGP key: %v", err)
+		}
+	})
+}
+
+// gnupgHome imports testdata/compat/keys/gnupg.asc into a new GnuPG home.
+func gnupgHome(t *testing.T) identity.GnuPGHome {
+	t.Helper()
+	if _, err := exec.LookPath("gpg"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gpg is not on PATH")
+		}
+		t.Skip("gpg is not on PATH (Debian: gnupg)")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", dir, "--kill", "gpg-agent").Run() })
+	if out, err := exec.Command("gpg", "--homedir", dir, "--batch", "--quiet", "--import", filepath.Join(compatDir, "keys", "gnupg.asc")).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v: %s", err, out)
+	}
+	return identity.GnuPGHome(dir)
 }

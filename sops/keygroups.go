@@ -11,32 +11,47 @@ import (
 	"github.com/getsops/sops/v3/shamir"
 )
 
-// unwrapDataKey recovers the data key: from the first age recipient an identity matches in the
-// only key group, or, when several groups each hold a Shamir share of it, from the shares of
-// at least shamirThreshold groups, combined as sops combines them.
-func unwrapDataKey(md *metadata, ids []age.Identity) ([]byte, error) {
-	if !md.hasAge() {
+// PGPIdentity opens the data key sops encrypted to an OpenPGP key: an RSA host key used as one,
+// or a GnuPG home (see package identity).
+type PGPIdentity interface {
+	// Name says which key it is, for errors.
+	Name() string
+	// DecryptPGP decrypts an ASCII-armored OpenPGP message.
+	DecryptPGP(message string) ([]byte, error)
+}
+
+// keys are what a data key may be unwrapped with.
+type keys struct {
+	age []age.Identity
+	pgp []PGPIdentity
+}
+
+// unwrapDataKey recovers the data key: from the first recipient an identity opens in the only
+// key group, or, when several groups each hold a Shamir share of it, from the shares of at
+// least shamirThreshold groups, combined as sops combines them.
+func unwrapDataKey(md *metadata, k keys) ([]byte, error) {
+	if !md.hasUsable() {
 		if len(md.keyTypes) == 0 {
 			return nil, errors.New("the file's sops metadata lists no master keys")
 		}
-		return nil, fmt.Errorf("the file's data key is encrypted only to %s keys; secretd only decrypts age recipients", strings.Join(md.keyTypes, ", "))
+		return nil, fmt.Errorf("the file's data key is encrypted only to %s keys; secretd decrypts age and PGP recipients", strings.Join(md.keyTypes, ", "))
 	}
-	if len(ids) == 0 {
+	if len(k.age) == 0 && len(k.pgp) == 0 {
 		return nil, errors.New("no identities to decrypt the sops data key with")
 	}
 	if len(md.groups) == 1 {
-		key, err := unwrapGroup(md.groups[0], ids, dataKeySize)
+		key, err := unwrapGroup(md.groups[0], k, dataKeySize)
 		if err != nil {
 			return nil, errors.New(err.Error() + md.otherKeyTypes())
 		}
 		return key, nil
 	}
-	return combineShares(md, ids)
+	return combineShares(md, k)
 }
 
 // combineShares unwraps one share per key group and combines them. A share is the data key's
 // length plus one byte, the x coordinate shamir.Split appends.
-func combineShares(md *metadata, ids []age.Identity) ([]byte, error) {
+func combineShares(md *metadata, k keys) ([]byte, error) {
 	threshold := md.shamirThreshold
 	if threshold == 0 {
 		// sops splits with as many shares needed as there are groups when none is set.
@@ -50,7 +65,7 @@ func combineShares(md *metadata, ids []age.Identity) ([]byte, error) {
 	}()
 	var failures []string
 	for i, g := range md.groups {
-		share, err := unwrapGroup(g, ids, dataKeySize+1)
+		share, err := unwrapGroup(g, k, dataKeySize+1)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("key group %d: %v", i, err))
 			continue
@@ -72,35 +87,55 @@ func combineShares(md *metadata, ids []age.Identity) ([]byte, error) {
 	return key, nil
 }
 
-// unwrapGroup decrypts the first age entry of group that an identity matches; the plaintext
-// must be size bytes.
-func unwrapGroup(group []ageKey, ids []age.Identity, size int) ([]byte, error) {
+// unwrapGroup decrypts the first entry of group that a key opens, age entries first; the
+// plaintext must be size bytes.
+func unwrapGroup(group keyGroup, k keys, size int) ([]byte, error) {
 	var recipients, failures []string
-	for i, k := range group {
-		recipients = append(recipients, k.recipient)
-		r, err := age.Decrypt(armor.NewReader(strings.NewReader(k.enc)), ids...)
-		if err != nil {
-			var noMatch *age.NoIdentityMatchError
-			if !errors.As(err, &noMatch) {
-				failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			}
-			continue
-		}
-		key, err := io.ReadAll(io.LimitReader(r, int64(size)+1))
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			continue
-		}
-		if len(key) != size {
+	check := func(what string, key []byte, err error) []byte {
+		switch {
+		case err != nil:
+			failures = append(failures, fmt.Sprintf("%s: %v", what, err))
+		case len(key) != size:
 			clear(key)
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): data key is not %d bytes", i, k.recipient, size))
+			failures = append(failures, fmt.Sprintf("%s: data key is not %d bytes", what, size))
+		default:
+			return key
+		}
+		return nil
+	}
+	for i, e := range group.age {
+		recipients = append(recipients, e.recipient)
+		if len(k.age) == 0 {
 			continue
 		}
-		return key, nil
+		r, err := age.Decrypt(armor.NewReader(strings.NewReader(e.enc)), k.age...)
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) {
+			continue
+		}
+		var key []byte
+		if err == nil {
+			key, err = io.ReadAll(io.LimitReader(r, int64(size)+1))
+		}
+		if key = check(fmt.Sprintf("age entry %d (%s)", i, e.recipient), key, err); key != nil {
+			return key, nil
+		}
 	}
-	msg := fmt.Sprintf("no identity given (%d tried) matches the file's age recipients: %s", len(ids), strings.Join(recipients, ", "))
+	for i, e := range group.pgp {
+		recipients = append(recipients, "PGP "+e.fp)
+		for _, id := range k.pgp {
+			key, err := id.DecryptPGP(e.enc)
+			if err != nil {
+				continue // not encrypted to this key
+			}
+			if key = check(fmt.Sprintf("pgp entry %d (%s) with %s", i, e.fp, id.Name()), key, nil); key != nil {
+				return key, nil
+			}
+		}
+	}
+	msg := fmt.Sprintf("no identity given (%d age, %d PGP tried) matches the file's recipients: %s", len(k.age), len(k.pgp), strings.Join(recipients, ", "))
 	if len(recipients) == 0 {
-		msg = "it has no age recipient"
+		msg = "it has no age or PGP recipient"
 	}
 	if len(failures) > 0 {
 		msg += "; errors: " + strings.Join(failures, "; ")
@@ -108,21 +143,22 @@ func unwrapGroup(group []ageKey, ids []age.Identity, size int) ([]byte, error) {
 	return nil, errors.New(msg)
 }
 
-// hasAge reports whether any key group has an age recipient.
-func (md *metadata) hasAge() bool {
+// hasUsable reports whether any key group has an age or PGP recipient.
+func (md *metadata) hasUsable() bool {
 	for _, g := range md.groups {
-		if len(g) > 0 {
+		if len(g.age)+len(g.pgp) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// otherKeyTypes names the file's non-age key types for an error message, or is empty.
+// otherKeyTypes names the file's key types secretd does not use, for an error message, or is
+// empty.
 func (md *metadata) otherKeyTypes() string {
 	var others []string
 	for _, t := range md.keyTypes {
-		if t != "age" {
+		if t != "age" && t != "pgp" {
 			others = append(others, t)
 		}
 	}

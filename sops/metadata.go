@@ -19,6 +19,18 @@ type ageKey struct {
 	enc       string
 }
 
+// pgpKey is one OpenPGP recipient of the data key: its fingerprint and the armored message.
+type pgpKey struct {
+	fp  string
+	enc string
+}
+
+// keyGroup is the recipients that each hold the data key, or one Shamir share of it.
+type keyGroup struct {
+	age []ageKey
+	pgp []pgpKey
+}
+
 // masterKeyTypes lists the master key types sops knows, in the order they are reported.
 func masterKeyTypes() []string {
 	return []string{"age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}
@@ -28,7 +40,7 @@ func masterKeyTypes() []string {
 type metadata struct {
 	// groups are the key groups' age recipients: one group, or several that each hold a
 	// Shamir share of the data key, shamirThreshold of which recover it.
-	groups          [][]ageKey
+	groups          []keyGroup
 	shamirThreshold int
 	// keyTypes are the master key types present (masterKeyTypes order), age included.
 	keyTypes []string
@@ -161,7 +173,7 @@ func (md *metadata) readKeys(m *structured.Node) error {
 		}
 	}
 	for _, g := range groups {
-		var group []ageKey
+		var group keyGroup
 		if g.Kind != structured.Map {
 			return fmt.Errorf("sops metadata key group is a %s, not a map", g.Kind)
 		}
@@ -176,21 +188,24 @@ func (md *metadata) readKeys(m *structured.Node) error {
 			if len(l.Items) > 0 {
 				present[t] = true
 			}
-			if t != "age" {
+			if t != "age" && t != "pgp" {
 				continue
 			}
 			for _, item := range l.Items {
 				if item.Kind != structured.Map {
-					return fmt.Errorf("sops metadata age entry is a %s, not a map", item.Kind)
+					return fmt.Errorf("sops metadata %s entry is a %s, not a map", t, item.Kind)
 				}
-				var k ageKey
-				if r := field(item, "recipient"); r != nil && r.IsScalar() {
-					k.recipient = r.Text
+				text := func(name string) string {
+					if n := field(item, name); n != nil && n.IsScalar() {
+						return n.Text
+					}
+					return ""
 				}
-				if e := field(item, "enc"); e != nil && e.IsScalar() {
-					k.enc = e.Text
+				if t == "age" {
+					group.age = append(group.age, ageKey{recipient: text("recipient"), enc: text("enc")})
+				} else {
+					group.pgp = append(group.pgp, pgpKey{fp: text("fp"), enc: text("enc")})
 				}
-				group = append(group, k)
 			}
 		}
 		md.groups = append(md.groups, group)

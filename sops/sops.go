@@ -3,8 +3,8 @@
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
 // file's MAC before returning anything.
 //
-// Only age recipients are supported; files whose data key is held only by PGP or a cloud KMS
-// are refused with an error naming what they use. A data key split across key groups (Shamir
+// age and PGP recipients are supported; files whose data key is held only by a cloud KMS or
+// Vault are refused with an error naming what they use. A data key split across key groups (Shamir
 // secret sharing) is recovered from as many groups as the file's threshold asks, as sops does. Values left
 // in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex or
 // the comment regexes (YAML and dotenv) are returned as they are and authenticated the way
@@ -62,9 +62,10 @@ func HasKey(data []byte, key string) error {
 }
 
 // Decrypt decrypts the sops file in data with ids and returns its plaintext document. The data
-// key is unwrapped from the file's age recipients; every value is authenticated against its key
-// path and the file's MAC is verified, so a modified file yields an error and no document.
-func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
+// key is unwrapped from the file's age recipients with ids, or its PGP recipients with pgp;
+// every value is authenticated against its key path and the file's MAC is verified, so a
+// modified file yields an error and no document.
+func Decrypt(data []byte, ids []age.Identity, pgp ...PGPIdentity) (*structured.Document, error) {
 	f, err := loadSops(data)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
 	if md.rule.byComments() && f.sourceFormat == manifest.FormatINI {
 		return nil, errors.New("the file selects encrypted values by comments (encrypted_comment_regex or unencrypted_comment_regex), which secretd does not support in INI files")
 	}
-	dataKey, err := unwrapDataKey(md, ids)
+	dataKey, err := unwrapDataKey(md, keys{age: ids, pgp: pgp})
 	if err != nil {
 		return nil, err
 	}

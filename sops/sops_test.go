@@ -396,9 +396,9 @@ func TestOtherKeyTypesAreNamed(t *testing.T) {
 			extraMeta: []structured.Entry{{Key: "pgp", Value: pgp}, {Key: "kms", Value: kms}}})
 		_, err := Decrypt(data, []age.Identity{mustIdentity(t)})
 		if err == nil {
-			t.Fatalf("%s: decrypted without an age recipient", format)
+			t.Fatalf("%s: decrypted without a recipient it has a key for", format)
 		}
-		for _, want := range []string{"pgp", "kms", "age"} {
+		for _, want := range []string{"PGP ABCDEF", "kms", "age"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: error %q does not mention %s", format, err, want)
 			}

@@ -15,7 +15,16 @@ recipient() { age-keygen -y "keys/$1.key"; }
 a=$(recipient a) b=$(recipient b) c=$(recipient c)
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'gpgconf --homedir "$tmp/gnupg" --kill gpg-agent 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# OpenPGP recipients: the RSA host key as an OpenPGP key (made by pgpkey, as ssh-to-pgp makes
+# it) and the key of a GnuPG home (keys/gnupg.asc, a throwaway secret key).
+export GNUPGHOME="$tmp/gnupg"
+mkdir -m 0700 "$GNUPGHOME"
+(cd ../../.. && go run ./sops/testdata/compat/pgpkey sops/testdata/compat/keys/ssh_host_rsa_key) >"$tmp/rsa.asc"
+gpg --batch --quiet --import "$tmp/rsa.asc" keys/gnupg.asc
+fingerprint() { gpg --with-colons --list-keys "$1" | awk -F: '$1 == "fpr" { print $10; exit }'; }
+rsa=$(fingerprint host@example.invalid) gnupg=$(fingerprint test@example.invalid)
 # Key groups split the data key (Shamir): each group holds a share.
 cat >"$tmp/.sops.yaml" <<YAML
 creation_rules:
@@ -28,6 +37,12 @@ creation_rules:
       - age: [$a]
       - age: [$b]
       - age: [$c]
+  - path_regex: pgp-ssh
+    age: $a
+    pgp: $rsa
+  - path_regex: pgp-gnupg
+    age: $a
+    pgp: $gnupg
   - age: $a,$b
 YAML
 
