@@ -34,7 +34,9 @@ func newPGPKey(path string, k *rsa.PrivateKey) *PGPKey {
 }
 
 // Fingerprint is the key's OpenPGP fingerprint, in upper-case hex as sops writes it.
-func (k *PGPKey) Fingerprint() string { return strings.ToUpper(hex.EncodeToString(k.key.PublicKey.Fingerprint)) }
+func (k *PGPKey) Fingerprint() string {
+	return strings.ToUpper(hex.EncodeToString(k.key.PublicKey.Fingerprint))
+}
 
 // Name says which file the key came from.
 func (k *PGPKey) Name() string { return k.path + " (ssh-rsa as OpenPGP " + k.Fingerprint() + ")" }
@@ -72,7 +74,7 @@ func (r pgpRing) KeysById(id uint64) []openpgp.Key {
 }
 
 func (r pgpRing) KeysByIdUsage(id uint64, _ byte) []openpgp.Key { return r.KeysById(id) }
-func (r pgpRing) DecryptionKeys() []openpgp.Key                  { return r }
+func (r pgpRing) DecryptionKeys() []openpgp.Key                 { return r }
 
 // GnuPGHome decrypts with the secret keys of a GnuPG home directory through the gpg binary on
 // PATH, as sops does (and sops-nix with sops.gnupg.home).
