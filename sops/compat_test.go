@@ -156,12 +156,16 @@ func TestSameBytesAsSopsNix(t *testing.T) {
 			continue
 		}
 		file, format, key := f[0], f[1], f[2]
+		ids, pgp := ids, []PGPIdentity(nil)
+		if len(f) > 3 && f[3] == "rsa-as-pgp" {
+			ids, pgp = nil, rsaAsPGP(t)
+		}
 		name := file + "." + format + "." + strings.ReplaceAll(key, "/", "_")
 		if key == "-" {
 			key, name = "", file+"."+format+".whole"
 		}
 		t.Run(name, func(t *testing.T) {
-			doc, err := Decrypt(readFile(t, filepath.Join(compatDir, "enc", file)), ids)
+			doc, err := Decrypt(readFile(t, filepath.Join(compatDir, "enc", file)), ids, pgp...)
 			if err != nil {
 				t.Fatalf("Decrypt: %v", err)
 			}
@@ -190,17 +194,10 @@ func TestSameBytesAsSopsNix(t *testing.T) {
 // Files encrypted by sops to OpenPGP keys open with the host's RSA key used as an OpenPGP key
 // (its fingerprint is the one sops lists) and with a GnuPG home through gpg, with no age key.
 func TestPGPRecipients(t *testing.T) {
-	set, err := identity.Load([]string{filepath.Join(compatDir, "keys", "ssh_host_rsa_key")}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsa := set.PGPKeys()
-	if len(rsa) != 1 {
-		t.Fatalf("%d OpenPGP keys from one RSA key", len(rsa))
-	}
+	rsa := rsaAsPGP(t)
 	sshFile := readFile(t, filepath.Join(compatDir, "enc", "pgp-ssh.yaml"))
-	if !bytes.Contains(sshFile, []byte("fp: "+rsa[0].Fingerprint()+"\n")) {
-		t.Errorf("the file is not encrypted to %s, the RSA key's OpenPGP fingerprint", rsa[0].Fingerprint())
+	if fp := rsa[0].(*identity.PGPKey).Fingerprint(); !bytes.Contains(sshFile, []byte("fp: "+fp+"\n")) {
+		t.Errorf("the file is not encrypted to %s, the RSA key's OpenPGP fingerprint", fp)
 	}
 	open := func(t *testing.T, file string, pgp ...PGPIdentity) {
 		t.Helper()
@@ -218,10 +215,23 @@ func TestPGPRecipients(t *testing.T) {
 	t.Run("gnupg-home", func(t *testing.T) {
 		home := gnupgHome(t)
 		open(t, "pgp-gnupg.yaml", rsa[0], home)
-		if _, err := Decrypt(sshFile, nil, home); err == nil || !strings.Contains(err.Error(), "PGP "+rsa[0].Fingerprint()) {
+		if _, err := Decrypt(sshFile, nil, home); err == nil || !strings.Contains(err.Error(), "PGP "+rsa[0].(*identity.PGPKey).Fingerprint()) {
 			t.Errorf("a file for another OpenPGP key: %v", err)
 		}
 	})
+}
+
+// rsaAsPGP loads testdata/compat/keys/ssh_host_rsa_key as the daemon does: its one OpenPGP key.
+func rsaAsPGP(t *testing.T) []PGPIdentity {
+	t.Helper()
+	set, err := identity.Load([]string{filepath.Join(compatDir, "keys", "ssh_host_rsa_key")}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.PGPKeys()) != 1 {
+		t.Fatalf("%d OpenPGP keys from one RSA key", len(set.PGPKeys()))
+	}
+	return []PGPIdentity{set.PGPKeys()[0]}
 }
 
 // gnupgHome imports testdata/compat/keys/gnupg.asc into a new GnuPG home.
