@@ -305,7 +305,8 @@ func (r *reuser) unchanged(secrets []*manifest.Secret, sources []string) bool {
 // A secret whose live file is unchanged (see reuser) gets no value: it is listed in reused, and
 // its content is read back from the live generation only if it is needed.
 func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.Time) (values map[string][]byte, sources map[string]string, stamps map[string]InputStamp, reused map[string]bool, wipe func(), err error) {
-	in := newInputSet(m, ids.Fingerprint())
+	// A GnuPG home is named by its path only: its keys are gpg's to list.
+	in := newInputSet(m, ids.Fingerprint()+m.GnuPGHome)
 	files := decryptFiles(in, ids, m.GnuPGHome, r, now)
 	wipe = func() {
 		for _, f := range files {
