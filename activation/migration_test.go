@@ -3,6 +3,7 @@ package activation_test
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -109,4 +110,42 @@ func TestKeepEveryGeneration(t *testing.T) {
 			t.Errorf("generation %d: %v", n, err)
 		}
 	}
+}
+
+// sops files encrypted to OpenPGP keys activate with an RSA host key among the identities (as
+// sops-nix's sops.gnupg.sshKeyPaths) and with a GnuPG home (sops.gnupg.home).
+func TestPGPEncryptedSopsFiles(t *testing.T) {
+	f := newFixture(t)
+	compat := filepath.Join("..", "sops", "testdata", "compat")
+	abs := func(p string) string {
+		a, err := filepath.Abs(filepath.Join(compat, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	m := f.manifest(manifest.Secret{Name: "db", File: abs("enc/pgp-ssh.yaml"), Format: manifest.FormatYAML, Key: "db/password"})
+	m.Identities = []string{abs("keys/ssh_host_rsa_key")}
+	f.mustActivate(m, activation.Options{Log: f.log})
+	want, _ := os.ReadFile(abs("want/pgp-ssh.yaml.yaml.db_password"))
+	f.expectFile("db", want, 0, 0, 0o400)
+
+	if _, err := exec.LookPath("gpg"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gpg is not on PATH")
+		}
+		t.Skip("gpg is not on PATH (Debian: gnupg)")
+	}
+	home := filepath.Join(f.dir, "gnupg")
+	os.Mkdir(home, 0o700)
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
+	if out, err := exec.Command("gpg", "--homedir", home, "--batch", "--quiet", "--import", abs("keys/gnupg.asc")).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v: %s", err, out)
+	}
+	m = f.manifest(manifest.Secret{Name: "db", File: abs("enc/pgp-gnupg.yaml"), Format: manifest.FormatYAML, Key: "db/password"})
+	m.Identities = []string{abs("keys/ssh_host_rsa_key")}
+	m.GnuPGHome = home
+	f.mustActivate(m, activation.Options{Log: f.log})
+	want, _ = os.ReadFile(abs("want/pgp-gnupg.yaml.yaml.db_password"))
+	f.expectFile("db", want, 0, 0, 0o400)
 }
