@@ -18,7 +18,7 @@ func As(doc *structured.Document, format string) (*structured.Document, error) {
 	if doc.Format() == format {
 		return doc, nil
 	}
-	return structured.NewDocument(manifest.FormatYAML, doc.Roots()...)
+	return doc.Reformatted(manifest.FormatYAML)
 }
 
 // CanRead reports whether a sops file whose plaintext is fileFormat serves a secret of format.

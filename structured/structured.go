@@ -235,6 +235,13 @@ func NewDocument(format string, roots ...*Node) (*Document, error) {
 	return &Document{format: format, roots: roots}, nil
 }
 
+// Reformatted returns a document of format over the same trees, for a document that reads as
+// another format too (JSON is YAML). Everything else the document knows about its trees
+// carries over.
+func (d *Document) Reformatted(format string) (*Document, error) {
+	return NewDocument(format, d.roots...)
+}
+
 // Format returns the document's format.
 func (d *Document) Format() string { return d.format }
 
