@@ -96,17 +96,22 @@ func checkFormat(format string) (string, error) {
 }
 
 // Open decrypts the sops file in data. The file is authenticated as by Decrypt before anything
-// is returned.
+// is returned. The identities are asked for the data key once: a passphrase, PIN or touch is
+// asked for once.
 func Open(data []byte, ids []age.Identity) (*Opened, error) {
-	if _, err := Decrypt(data, ids); err != nil {
+	var key []byte
+	_, err := decrypt(data, func(md *metadata) ([]byte, error) {
+		k, err := unwrapDataKey(md, ids)
+		key = bytes.Clone(k)
+		return k, err
+	})
+	if err != nil {
+		clear(key)
 		return nil, err
 	}
 	f, md, err := loadForWriting(data)
 	if err != nil {
-		return nil, err
-	}
-	key, err := unwrapDataKey(md, ids)
-	if err != nil {
+		clear(key)
 		return nil, err
 	}
 	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][][]byte{}, ageKeys: md.ageKeys}

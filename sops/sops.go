@@ -68,6 +68,11 @@ func HasKey(data []byte, key string) error {
 // key is unwrapped from the file's age recipients; every value is authenticated against its key
 // path and the file's MAC is verified, so a modified file yields an error and no document.
 func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
+	return decrypt(data, func(md *metadata) ([]byte, error) { return unwrapDataKey(md, ids) })
+}
+
+// decrypt is Decrypt with the data key from unwrap, which decrypt clears when done.
+func decrypt(data []byte, unwrap func(*metadata) ([]byte, error)) (*structured.Document, error) {
 	f, err := loadSops(data)
 	if err != nil {
 		return nil, err
@@ -86,7 +91,7 @@ func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
 	if md.rule.byComments() && f.sourceFormat == manifest.FormatINI {
 		return nil, errors.New("the file selects encrypted values by comments (encrypted_comment_regex or unencrypted_comment_regex), which secretd does not support in INI files")
 	}
-	dataKey, err := unwrapDataKey(md, ids)
+	dataKey, err := unwrap(md)
 	if err != nil {
 		return nil, err
 	}
