@@ -1,7 +1,8 @@
 // Package sops reads files encrypted by sops (https://github.com/getsops/sops) 3.x natively:
 // it recognises the YAML, JSON, dotenv, INI and binary forms, unwraps the data key with age
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
-// file's MAC before returning anything.
+// file's MAC before returning anything. It also writes them as sops 3.12 does (Seal,
+// UpdateKeys), for secretd's authoring commands.
 //
 // Only age recipients are supported; files whose data key is held by PGP or a cloud KMS, or is
 // split across several key groups, are refused with an error naming what they use. Values left
