@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
@@ -266,11 +267,23 @@ func (a *Author) now() time.Time {
 	return time.Now()
 }
 
-// writeAtomic replaces file with data (ciphertext) through a rename, keeping file's mode.
+// writeAtomic replaces file with data (ciphertext) through a rename, keeping file's mode and,
+// where allowed, its owner and group: run as root to decrypt with a host key, an edit must not
+// leave a file in a user's checkout owned by root.
 func writeAtomic(file string, data []byte) error {
 	mode := fs.FileMode(0o644)
+	owner := func(*os.File) error { return nil }
 	if fi, err := os.Stat(file); err == nil {
 		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = func(f *os.File) error {
+				// Only root may give a file away; others write it as their own, as before.
+				if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+					return err
+				}
+				return nil
+			}
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
@@ -281,6 +294,10 @@ func writeAtomic(file string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := owner(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
