@@ -17,6 +17,7 @@ import (
 	"hash"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -314,6 +315,10 @@ func loadForWriting(data []byte) (*writableFile, *metadata, error) {
 	return w, md, nil
 }
 
+// yamlAnchorName matches the anchor name that yaml.v3 quotes in some errors: the name is part
+// of the plaintext, which no error may repeat.
+var yamlAnchorName = regexp.MustCompile(`anchor '[^']*'`)
+
 // decodeYAML reads every document of a YAML stream, aliases expanded as sops expands them.
 func decodeYAML(data []byte) ([]*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -325,7 +330,7 @@ func decodeYAML(data []byte) ([]*yaml.Node, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("malformed YAML: %w", err)
+			return nil, fmt.Errorf("malformed YAML: %s", yamlAnchorName.ReplaceAllString(err.Error(), "an anchor"))
 		}
 		root := &doc
 		if len(doc.Content) == 1 {

@@ -407,3 +407,21 @@ func TestOpenUnwrapsOnce(t *testing.T) {
 		t.Errorf("Open unwrapped the data key %d times, want 1", counting.calls)
 	}
 }
+
+// TestSealErrorsQuoteNoPlaintext: a plaintext that cannot be encrypted gets an error that
+// quotes none of it, not even an anchor's name.
+func TestSealErrorsQuoteNoPlaintext(t *testing.T) {
+	for _, plain := range []string{"a: *hunter2\n", "a: &hunter2 [*hunter2]\n"} {
+		o, err := New(manifest.FormatYAML, Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = o.Seal([]byte(plain), []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}, time.Now())
+		if err == nil {
+			t.Fatal("Seal accepted an unresolvable anchor")
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error quotes the plaintext: %v", err)
+		}
+	}
+}
