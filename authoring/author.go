@@ -225,7 +225,9 @@ func (a *Author) Decrypt(file, key string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		return o.Plain, nil
+		// Close wipes the data key, and the plaintext the caller does not get.
+		defer o.Close()
+		return bytes.Clone(o.Plain), nil
 	}
 	if key != "" {
 		return nil, fmt.Errorf("%s: --key applies to sops files only", file)
