@@ -77,7 +77,7 @@ func (o *Opened) Close() {
 
 // New starts an empty file of format with a fresh data key.
 func New(format string, s Settings) (*Opened, error) {
-	if _, err := checkFormat(format); err != nil {
+	if err := checkFormat(format); err != nil {
 		return nil, err
 	}
 	key := make([]byte, dataKeySize)
@@ -88,12 +88,12 @@ func New(format string, s Settings) (*Opened, error) {
 }
 
 // checkFormat refuses the formats Seal cannot write.
-func checkFormat(format string) (string, error) {
+func checkFormat(format string) error {
 	switch format {
 	case manifest.FormatYAML, manifest.FormatJSON, manifest.FormatDotenv, manifest.FormatINI, manifest.FormatBinary:
-		return format, nil
+		return nil
 	}
-	return "", fmt.Errorf("secretd cannot write sops files in %s format", format)
+	return fmt.Errorf("secretd cannot write sops files in %s format", format)
 }
 
 // Open decrypts the sops file in data. The file is authenticated as by Decrypt before anything
@@ -287,7 +287,7 @@ func loadForWriting(data []byte) (*writableFile, *metadata, error) {
 	if md.rule.byComments() {
 		return nil, nil, errors.New("secretd does not rewrite sops files that select encrypted values by comments")
 	}
-	if _, err := checkFormat(f.format); err != nil {
+	if err := checkFormat(f.format); err != nil {
 		return nil, nil, err
 	}
 	w := &writableFile{format: f.format}
