@@ -119,7 +119,7 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if *userMode {
 		if who, err = currentUser(); err == nil {
-			m, err = loadUserManifest(*manifestPath, who)
+			m, err = loadUserManifest(*manifestPath, who, log)
 		}
 	} else {
 		m, err = manifest.Load(*manifestPath)
