@@ -371,7 +371,7 @@ func (a *Author) rekeyOne(file string, dryRun bool) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", file, err)
 		}
-		if slices.Equal(current, rule.Recipients) {
+		if sops.SameRecipients(current, rule.Recipients) {
 			return false, nil
 		}
 		if dryRun {

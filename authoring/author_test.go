@@ -34,3 +34,23 @@ func TestEncryptKeepsOwner(t *testing.T) {
 		t.Errorf("after Encrypt: %d:%d %04o, want %d:%d 0640", st.Uid, st.Gid, fi.Mode().Perm(), nobody, nobody)
 	}
 }
+
+// TestRekeyIgnoresRecipientOrder: a sops file encrypted to the rule's recipients in another
+// order is up to date, as for `sops updatekeys`.
+func TestRekeyIgnoresRecipientOrder(t *testing.T) {
+	dir := writeRules(t, "creation_rules:\n  - age: "+alice+","+bob+"\n")
+	file := filepath.Join(dir, "app.yaml")
+	if err := (&Author{}).Encrypt(file, []byte("a: b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, SopsRulesName), []byte("creation_rules:\n  - age: "+bob+","+alice+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	results, err := (&Author{}).Rekey([]string{file}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Changed {
+		t.Errorf("Rekey: %+v; want the file unchanged", results)
+	}
+}

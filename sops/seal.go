@@ -171,10 +171,19 @@ func Recipients(data []byte) ([]string, error) {
 	return out, nil
 }
 
+// SameRecipients reports whether a and b name the same recipients, in any order, as
+// `sops updatekeys` compares a file's keys with its rule's.
+func SameRecipients(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
 // UpdateKeys re-wraps the data key of the sops file in data for recipients and leaves every
 // value, the MAC and lastmodified as they are, as `sops updatekeys` does. Recipients that the
 // file already lists keep their stanza. changed is false, and out is data, when the file is
-// already encrypted to exactly recipients.
+// already encrypted to exactly recipients, in any order.
 func UpdateKeys(data []byte, ids []age.Identity, recipients []string, ui *plugin.ClientUI) (out []byte, changed bool, err error) {
 	f, md, err := loadForWriting(data)
 	if err != nil {
@@ -184,7 +193,7 @@ func UpdateKeys(data []byte, ids []age.Identity, recipients []string, ui *plugin
 	for _, k := range md.ageKeys {
 		current = append(current, k.recipient)
 	}
-	if slices.Equal(current, recipients) {
+	if SameRecipients(current, recipients) {
 		return data, false, nil
 	}
 	key, err := unwrapDataKey(md, ids)
