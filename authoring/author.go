@@ -307,6 +307,11 @@ func writeAtomic(file string, data []byte) error {
 		tmp.Close()
 		return err
 	}
+	// On disk before the rename: a crash must leave the old file or the new one, not an empty one.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
