@@ -273,20 +273,6 @@ func (a *Author) now() time.Time {
 // where allowed, its owner and group: run as root to decrypt with a host key, an edit must not
 // leave a file in a user's checkout owned by root.
 func writeAtomic(file string, data []byte) error {
-	mode := fs.FileMode(0o644)
-	owner := func(*os.File) error { return nil }
-	if fi, err := os.Stat(file); err == nil {
-		mode = fi.Mode().Perm()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			owner = func(f *os.File) error {
-				// Only root may give a file away; others write it as their own, as before.
-				if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
-					return err
-				}
-				return nil
-			}
-		}
-	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
@@ -295,27 +281,37 @@ func writeAtomic(file string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	err = fillReplacement(tmp, file, data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := owner(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	// On disk before the rename: a crash must leave the old file or the new one, not an empty one.
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), file)
+}
+
+// fillReplacement writes data to tmp with the attributes of the file it replaces, and syncs it:
+// a crash must leave the old file or the new one, not an empty one.
+func fillReplacement(tmp *os.File, file string, data []byte) error {
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o644)
+	if fi, err := os.Stat(file); err == nil {
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			// Only root may give a file away; others write it as their own.
+			if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+				return err
+			}
+		}
+	}
+	// After Chown, which clears set-id bits.
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	return tmp.Sync()
 }
 
 // RekeyResult says what Rekey did (or would do) to one file.
