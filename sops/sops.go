@@ -1,14 +1,15 @@
 // Package sops reads files encrypted by sops (https://github.com/getsops/sops) 3.x natively:
 // it recognises the YAML, JSON, dotenv, INI and binary forms, unwraps the data key with age
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
-// file's MAC before returning anything.
+// file's MAC before returning anything. It also writes them as sops 3.12 does (Seal,
+// UpdateKeys), for secretd's authoring commands.
 //
 // age and PGP recipients are supported; files whose data key is held only by a cloud KMS or
-// Vault are refused with an error naming what they use. A data key split across key groups (Shamir
-// secret sharing) is recovered from as many groups as the file's threshold asks, as sops does. Values left
-// in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex or
-// the comment regexes (YAML and dotenv) are returned as they are and authenticated the way
-// sops authenticates them.
+// Vault are refused with an error naming what they use. A data key split across key groups
+// (Shamir secret sharing) is recovered from as many groups as the file's threshold asks, as sops
+// does. Values left in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex,
+// encrypted_regex or the comment regexes (YAML and dotenv) are returned as they are and
+// authenticated the way sops authenticates them.
 //
 // Open, Seal and UpdateKeys write such files as sops 3 does, for editing and re-keying.
 package sops
@@ -68,6 +69,11 @@ func HasKey(data []byte, key string) error {
 // every value is authenticated against its key path and the file's MAC is verified, so a
 // modified file yields an error and no document.
 func Decrypt(data []byte, ids []age.Identity, pgp ...PGPIdentity) (*structured.Document, error) {
+	return decrypt(data, func(md *metadata) ([]byte, error) { return unwrapDataKey(md, keys{age: ids, pgp: pgp}) })
+}
+
+// decrypt is Decrypt with the data key from unwrap, which decrypt clears when done.
+func decrypt(data []byte, unwrap func(*metadata) ([]byte, error)) (*structured.Document, error) {
 	f, err := loadSops(data)
 	if err != nil {
 		return nil, err
@@ -86,7 +92,7 @@ func Decrypt(data []byte, ids []age.Identity, pgp ...PGPIdentity) (*structured.D
 	if md.rule.byComments() && f.sourceFormat == manifest.FormatINI {
 		return nil, errors.New("the file selects encrypted values by comments (encrypted_comment_regex or unencrypted_comment_regex), which secretd does not support in INI files")
 	}
-	dataKey, err := unwrapDataKey(md, keys{age: ids, pgp: pgp})
+	dataKey, err := unwrap(md)
 	if err != nil {
 		return nil, err
 	}
