@@ -32,7 +32,6 @@ func parseINI(data []byte) (*Node, error) {
 	section := &Node{Kind: Map}
 	root := &Node{Kind: Map, Entries: []Entry{{Key: DefaultSection, Value: section}}}
 	seen := map[string]bool{}
-	sectionName := DefaultSection
 	autoIncrement := 1
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
@@ -45,7 +44,7 @@ func parseINI(data []byte) (*Node, error) {
 			if end < 0 {
 				return nil, fmt.Errorf("line %d: unclosed section header", lineNo)
 			}
-			sectionName = line[1:end]
+			sectionName := line[1:end]
 			if sectionName == "" {
 				return nil, fmt.Errorf("line %d: empty section name", lineNo)
 			}
@@ -61,7 +60,7 @@ func parseINI(data []byte) (*Node, error) {
 		}
 		value, consumed, err := readINIValue(line[offset:], lines[i+1:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d (key %q): %w", lineNo, name, err)
+			return nil, fmt.Errorf("line %d: %w", lineNo, err)
 		}
 		i += consumed
 		if name == "-" {
@@ -69,7 +68,7 @@ func parseINI(data []byte) (*Node, error) {
 			autoIncrement++
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("line %d: key %q is defined twice in section %q", lineNo, name, sectionName)
+			return nil, fmt.Errorf("line %d: the key is defined twice in its section", lineNo)
 		}
 		seen[name] = true
 		section.Entries = append(section.Entries, Entry{Key: name, Value: &Node{Kind: String, Text: value}})
