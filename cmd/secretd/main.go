@@ -32,7 +32,8 @@ commands:
   check    --manifest PATH [--users]
            validate a manifest and its files without decrypting (build time)
   status   [--mount-point DIR] [--json]
-           show what is live; exit 0 when healthy, 1 otherwise
+           show what is live; exit 0 when healthy, 1 when not, 3 when the
+           recorded state cannot be read (not root, for one)
 
 Run 'secretd <command> -h' for a command's flags.
 `
@@ -47,6 +48,9 @@ const (
 	exitFailed    = 1
 	exitUsage     = 2
 	exitUnhealthy = 1
+	// exitUnreadable: status could not read the recorded state, so it knows nothing of the
+	// health (it is not unhealthy).
+	exitUnreadable = 3
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -213,7 +217,10 @@ func status(args []string, stdout, stderr io.Writer) int {
 	} else {
 		st.Print(stdout)
 	}
-	if !st.Healthy {
+	switch {
+	case st.Unreadable:
+		return exitUnreadable
+	case !st.Healthy:
 		return exitUnhealthy
 	}
 	return exitOK
