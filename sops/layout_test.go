@@ -89,6 +89,14 @@ func TestEditsThatKeepTheMACCannotMoveValues(t *testing.T) {
 			want: "duplicate key",
 		},
 		{
+			name:   "YAML key shadowed by a duplicate",
+			format: manifest.FormatYAML,
+			tree:   obj("token", str("s3cret")),
+			edit:   func(d []byte) []byte { return append([]byte("token: \"\"\n"), d...) },
+			key:    "token",
+			want:   "duplicate key",
+		},
+		{
 			name:   "dotenv variable shadowed by a duplicate",
 			format: manifest.FormatDotenv,
 			tree:   obj("TOKEN", str("s3cret")),
@@ -166,6 +174,14 @@ func TestUnambiguousLookupsStillWork(t *testing.T) {
 	if _, err := doc.Value(""); err != nil {
 		t.Errorf("whole document: %v", err)
 	}
+	// An explicit [DEFAULT] header names the section the parser starts with.
+	id := mustIdentity(t)
+	data := sopsFile(t, fileSpec{format: manifest.FormatINI, roots: []*structured.Node{obj("db", obj("password", str("s3cret")))}, recipients: []age.Recipient{id.Recipient()}})
+	withDefault := append([]byte("[DEFAULT]\n"), data...)
+	if doc, err = Decrypt(withDefault, []age.Identity{id}); err != nil {
+		t.Fatalf("INI with an empty [DEFAULT] section: %v", err)
+	}
+	checkValues(t, doc, []valueCase{{"db/password", "s3cret"}})
 }
 
 // TestSparseMetadataIndicesAreRefused: flattened dotenv and INI metadata cannot make the loader

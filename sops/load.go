@@ -323,8 +323,12 @@ func loadINI(data []byte) (*encryptedFile, error) {
 	kept := &structured.Node{Kind: structured.Map}
 	var metaSection *structured.Node
 	seen := map[string]bool{}
-	for _, s := range root.Entries {
-		// The default section is always first; a "[DEFAULT]" header repeats it.
+	for i, s := range root.Entries {
+		// The parser always starts with the default section; an explicit "[DEFAULT]" header
+		// names the same section, so an empty implicit one does not count.
+		if i == 0 && len(s.Value.Entries) == 0 {
+			continue
+		}
 		if seen[s.Key] {
 			return nil, fmt.Errorf("section %q is given twice", s.Key)
 		}
