@@ -51,6 +51,26 @@
           sopsCompat = withPackage ./nixos/compat/sops.nix;
         };
 
+      # A user's own secrets through home-manager (also in NixOS via
+      # home-manager.sharedModules), and drop-in replacements for agenix's and sops-nix's
+      # home-manager modules.
+      homeManagerModules =
+        let
+          withPackage =
+            module:
+            { lib, pkgs, ... }:
+            {
+              imports = [ module ];
+              secretd.package = lib.mkDefault (secretdFor pkgs);
+            };
+        in
+        {
+          secretd = withPackage ./nixos/home-manager.nix;
+          default = self.homeManagerModules.secretd;
+          agenixCompat = withPackage ./nixos/compat/agenix-home.nix;
+          sopsCompat = withPackage ./nixos/compat/sops-home.nix;
+        };
+
       checks = forAllSystems (
         system: pkgs:
         {

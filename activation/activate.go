@@ -38,7 +38,10 @@ type Options struct {
 	// ForUsers writes root-owned secrets without reading the user database, for secrets needed
 	// before users exist.
 	ForUsers bool
-	Log      *zap.Logger
+	// User activates the calling user's own secrets: generations go to a private directory on
+	// the user's runtime tmpfs, where no ramfs can be mounted.
+	User bool
+	Log  *zap.Logger
 	// Accounts resolves owners; nil reads the host's user database.
 	Accounts Accounts
 	// Connect reaches systemd; nil signals no unit.
@@ -239,7 +242,7 @@ func staleLinks(previous *State, interrupted *pending, outputs []Output) []strin
 // cleanLeftovers removes what a killed run left: unfinished generations and temporary symlinks
 // beside secretsDir and beside every path symlink it may have been making.
 func cleanLeftovers(m *manifest.Manifest, store ramfs.Store, outputs []Output, previous *State, interrupted *pending, log *zap.Logger) error {
-	if ok, _ := ramfs.IsRamfs(m.MountPoint); ok {
+	if store.Ready() {
 		removed, err := store.CleanLeftovers()
 		if err != nil {
 			return fmt.Errorf("removing leftovers of an interrupted run: %w", err)
@@ -332,7 +335,7 @@ func checkParent(dir string) error {
 const parallelWriteMin = 128
 
 func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, opts *Options) (int, map[string]ramfs.FileInfo, error) {
-	if err := ramfs.EnsureMounted(m.MountPoint); err != nil {
+	if err := store.Ensure(); err != nil {
 		return 0, nil, err
 	}
 	next, err := store.Next()

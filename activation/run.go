@@ -96,7 +96,7 @@ func newRun(m *manifest.Manifest, opts Options) *run {
 	if opts.ForUsers {
 		opts.Accounts = rootOnly{}
 	}
-	return &run{m: m, opts: opts, log: opts.Log, start: opts.Now(), store: ramfs.Store{Root: m.MountPoint}}
+	return &run{m: m, opts: opts, log: opts.Log, start: opts.Now(), store: ramfs.Store{Root: m.MountPoint, User: opts.User}}
 }
 
 // close releases, last taken first, what the steps hold.

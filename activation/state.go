@@ -98,8 +98,8 @@ func (s InputStamp) matches(st *unix.Stat_t) bool {
 const maxStateSize = 1 << 30
 
 // ReadState reads the state recorded under mountPoint. A missing file gives (nil, nil). The file
-// must be a regular file of root's, not a symlink: status reads it as root from a directory it
-// is told about.
+// must be a regular file of root's (or, in a user's store, of the user running secretd), not a
+// symlink: status reads it as root from a directory it is told about.
 func ReadState(mountPoint string) (*State, error) {
 	path := filepath.Join(mountPoint, StateFile)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -114,8 +114,8 @@ func ReadState(mountPoint string) (*State, error) {
 	if err := unix.Fstat(fd, &fst); err != nil {
 		return nil, fmt.Errorf("cannot read the state %s: %w", path, err)
 	}
-	if fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Uid != 0 || fst.Size > maxStateSize {
-		return nil, fmt.Errorf("the state %s is not a regular file of root's", path)
+	if owner := int(fst.Uid); fst.Mode&unix.S_IFMT != unix.S_IFREG || owner != 0 && owner != unix.Geteuid() || fst.Size > maxStateSize {
+		return nil, fmt.Errorf("the state %s is not a regular file of root's or this user's", path)
 	}
 	data, _, err := ramfs.ReadWhole(fd, path)
 	if err != nil {

@@ -35,6 +35,12 @@ type OutputHealth struct {
 // recorded generation on a ramfs, every file still has its recorded owner, mode and size, and
 // every path symlink is in place.
 func ReadStatus(mountPoint string) *Status {
+	return ReadStoreStatus(ramfs.Store{Root: mountPoint})
+}
+
+// ReadStoreStatus is ReadStatus for a store of either kind, such as a user's.
+func ReadStoreStatus(store ramfs.Store) *Status {
+	mountPoint := store.Root
 	st := &Status{Problems: []string{}, Files: []OutputHealth{}}
 	state, err := ReadState(mountPoint)
 	switch {
@@ -51,10 +57,13 @@ func ReadStatus(mountPoint string) *Status {
 		st.Problems = append(st.Problems, fmt.Sprintf("the recorded state names generation %d", state.Generation))
 		return st
 	}
-	if ok, err := ramfs.IsRamfs(mountPoint); err != nil || !ok {
+	switch {
+	case store.Ready():
+	case store.User:
+		st.Problems = append(st.Problems, fmt.Sprintf("mountPoint %s is not a directory of this user, closed to others, on a tmpfs or ramfs", mountPoint))
+	default:
 		st.Problems = append(st.Problems, fmt.Sprintf("mountPoint %s is not a ramfs", mountPoint))
 	}
-	store := ramfs.Store{Root: mountPoint}
 	live, ok, err := store.Live(state.SecretsDir)
 	switch {
 	case err != nil:

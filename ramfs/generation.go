@@ -27,6 +27,9 @@ const tmpLinkPrefix = ".secretd-tmp-"
 // Store is the set of generations under a mount point.
 type Store struct {
 	Root string
+	// User keeps the generations of the calling user's own secrets in a private directory on
+	// their runtime tmpfs instead of a ramfs mounted at Root.
+	User bool
 }
 
 // Generations lists the complete generations, oldest first.

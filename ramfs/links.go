@@ -12,9 +12,11 @@ import (
 // maxSymlinks bounds symlink resolution, as the kernel's ELOOP does.
 const maxSymlinks = 40
 
-// openTrustedDir opens dir, following only symlinks owned by root: a directory a user controls
-// must not redirect where root places a link (a user could point ~/.config at /etc). With
-// create, missing directories are made, root-owned, mode 0755. Every step is taken from the
+// openTrustedDir opens dir, following only symlinks owned by root or by the user running
+// secretd: a directory another user controls must not redirect where root places a link (a
+// user could point ~/.config at /etc), while a user's own secrets may go through their own
+// links (~/.config into a dotfiles checkout). With create, missing directories are made, owned
+// by the caller, mode 0755. Every step is taken from the
 // handle of the directory before it (openat with O_NOFOLLOW, mkdirat, fstatat, readlinkat), so
 // no path is resolved twice and a symlink planted between two steps is seen, not followed. It
 // returns the directory's handle and the path it was found at.
@@ -36,6 +38,7 @@ func openTrustedDir(dir string, create bool) (fd int, resolved string, err error
 	pending := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
 	resolved = "/"
 	links := 0
+	euid := unix.Geteuid()
 	for len(pending) > 0 {
 		seg := pending[0]
 		pending = pending[1:]
@@ -76,8 +79,8 @@ func openTrustedDir(dir string, create bool) (fd int, resolved string, err error
 			return -1, "", fmt.Errorf("%s changed while it was being resolved", next)
 		case st.Mode&unix.S_IFMT != unix.S_IFLNK:
 			return -1, "", fmt.Errorf("%s is not a directory", next)
-		case st.Uid != 0:
-			return -1, "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only root's symlinks there", next, st.Uid)
+		case st.Uid != 0 && int(st.Uid) != euid:
+			return -1, "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only its own and root's symlinks there", next, st.Uid)
 		}
 		if links++; links > maxSymlinks {
 			return -1, "", &pathError{dir, unix.ELOOP}

@@ -394,3 +394,31 @@ func TestConnectWithEndedContextFails(t *testing.T) {
 		t.Fatal("ConnectAddress with an ended context succeeded")
 	}
 }
+
+// The user's manager is found at <runtime dir>/bus; the system's bus, even when its address is
+// set, is never tried.
+func TestConnectUserUsesTheUserBusOnly(t *testing.T) {
+	fake, address := fakesystemd.Start(t)
+	fake.SetUnit("app.service", "loaded", "active")
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+	runtime := t.TempDir()
+	if s, err := units.ConnectUser(context.Background(), runtime); !units.IsUnavailable(err) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("ConnectUser without a user bus = %v; want it unavailable, not the system bus", err)
+	}
+
+	socket, _, _ := strings.Cut(strings.TrimPrefix(address, "unix:path="), ",")
+	if err := os.Symlink(socket, filepath.Join(runtime, "bus")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := units.ConnectUser(context.Background(), runtime)
+	if err != nil {
+		t.Fatalf("ConnectUser with %s/bus: %v", runtime, err)
+	}
+	defer s.Close()
+	signal(t, s, units.Request{Restart: []string{"app.service"}}, time.Minute, nil)
+	assertJobCalls(t, fake, []fakesystemd.Call{{Method: "TryRestartUnit", Unit: "app.service", Mode: "replace"}})
+}

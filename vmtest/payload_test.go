@@ -282,8 +282,9 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 	must(p.File(main.manifest, 0o644, manifestJSON(t, "/run/secrets", "/run/secrets.d", vs["v1"], s.files)))
 	must(p.File(forUsers.manifest, 0o644, manifestJSON(t, "/run/secrets-for-users", "/run/secrets-for-users.d", forUsersOutputs, s.files)))
 
-	config := fmt.Sprintf("TIER=%s\nSECRETD=%s\nMANIFEST=%s\nKERNEL_RELEASE=%s\nWATCHDOG=%d\n",
-		tier, main.binary, main.manifest, kernelRelease, int(watchdog.Seconds()))
+	userManifest := addHomePayload(t, p, s, here, secretd, main.binary)
+	config := fmt.Sprintf("TIER=%s\nSECRETD=%s\nMANIFEST=%s\nUSER_MANIFEST=%s\nHOME_USER=%s\nKERNEL_RELEASE=%s\nWATCHDOG=%d\n",
+		tier, main.binary, main.manifest, userManifest, homeUser, kernelRelease, int(watchdog.Seconds()))
 	if tier == tierNspawn {
 		config += fmt.Sprintf("RESULTS=%s/results.log\nJOURNAL_OUT=%s/journal.log\n", outDir, outDir)
 		must(p.Dir(outDir, 0o755))

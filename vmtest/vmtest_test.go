@@ -31,6 +31,7 @@ var plan = []scenario{
 	{1, "boot"},       // early activation on a ramfs, owners and modes, consumers read secrets
 	{1, "for-users"},  // a secret activated before users exist sets a user's password hash
 	{1, "status"},     // secretd status is healthy, then names a file whose mode was changed
+	{1, "home"},       // a lingering user's systemd --user runs the home-manager user unit
 	{1, "security"},   // systemd-analyze security figures of the activation units
 	{1, "rotation"},   // a switch restarts/reloads consumers of changed secrets only
 	{1, "owner-mode"}, // a change of mode alone restarts the consumer
@@ -320,7 +321,7 @@ func imageRecipe(t *testing.T, here string) vm.ImageRecipe {
 	return vm.ImageRecipe{
 		Suite:     "bookworm",
 		Variant:   "minbase",
-		Packages:  []string{"systemd", "systemd-sysv", "dbus", "openssh-client"},
+		Packages:  []string{"systemd", "systemd-sysv", "dbus", "libpam-systemd", "openssh-client"},
 		Customize: readFile(t, filepath.Join(here, "testdata/image/customize.sh")),
 		SizeMiB:   1024,
 		Mirror:    os.Getenv("SECRETD_VMTEST_MIRROR"),

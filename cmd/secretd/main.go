@@ -12,28 +12,32 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	runtimedebug "runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/secretd/secretd/activation"
 	"github.com/secretd/secretd/internal/logging"
 	"github.com/secretd/secretd/manifest"
+	"github.com/secretd/secretd/ramfs"
 	"github.com/secretd/secretd/units"
 )
 
 const usage = `usage: secretd <command> [flags]
 
 commands:
-  activate --manifest PATH [--dry-run] [--json] [--for-users]
+  activate --manifest PATH [--dry-run] [--json] [--for-users | --user]
            decrypt every secret into a new ramfs generation and make it live
-  check    --manifest PATH [--users]
+  check    --manifest PATH [--users | --user]
            validate a manifest and its files without decrypting (build time)
-  status   [--mount-point DIR] [--json]
+  status   [--mount-point DIR] [--json] [--user]
            show what is live; exit 0 when healthy, 1 when not, 3 when the
            recorded state cannot be read (not root, for one)
+
+--user works on the calling user's own secrets, as that user: generations in
+$XDG_RUNTIME_DIR/secretd.d, units of the user's systemd instance.
 
 Run 'secretd <command> -h' for a command's flags.
 `
@@ -85,6 +89,7 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	dryRun := fs.Bool("dry-run", os.Getenv("NIXOS_ACTION") == "dry-activate", "print what would change and write nothing (default when NIXOS_ACTION=dry-activate)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	forUsers := fs.Bool("for-users", false, "secrets needed before users exist: root-owned, no user lookup")
+	userMode := fs.Bool("user", false, "the calling user's own secrets, in $XDG_RUNTIME_DIR (home-manager)")
 	systemdAddress := fs.String("systemd-address", "", "D-Bus address of systemd (default: its private socket, else the system bus)")
 	noSignal := fs.Bool("no-signal", false, "do not restart or reload any unit")
 	unitWait := fs.Duration("unit-wait", defaultUnitWait(), "how long to wait for restart and reload jobs before recording them as queued (default 0 when run by systemd, 20s otherwise)")
@@ -92,8 +97,8 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *manifestPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "secretd activate: --manifest PATH is required, and nothing else")
+	if *manifestPath == "" || fs.NArg() > 0 || *userMode && *forUsers {
+		fmt.Fprintln(stderr, "secretd activate: --manifest PATH is required, and nothing else; --user and --for-users exclude one another")
 		return exitUsage
 	}
 	log := logging.New(stderr, *debug)
@@ -106,20 +111,25 @@ func activate(args []string, stdout, stderr io.Writer) int {
 		runtimedebug.SetGCPercent(200)
 	}
 
-	// Keep plaintext out of swap; ONFAULT locks pages as they are touched rather than every
-	// mapping the runtime reserves.
-	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
-		log.Warn("cannot lock memory; plaintext could reach swap", zap.Error(err))
-	}
+	lockMemory(log, *userMode)
 
-	m, err := manifest.Load(*manifestPath)
+	var m *manifest.Manifest
+	var who manifest.User
+	var err error
+	if *userMode {
+		if who, err = currentUser(); err == nil {
+			m, err = loadUserManifest(*manifestPath, who)
+		}
+	} else {
+		m, err = manifest.Load(*manifestPath)
+	}
 	if err != nil {
 		log.Error("activation failed", zap.Error(err))
 		fmt.Fprintln(stderr, "secretd:", err)
 		return exitFailed
 	}
 	opts := activation.Options{
-		ManifestPath: *manifestPath, DryRun: *dryRun, ForUsers: *forUsers, Log: log, UnitWait: *unitWait,
+		ManifestPath: *manifestPath, DryRun: *dryRun, ForUsers: *forUsers, User: *userMode, Log: log, UnitWait: *unitWait,
 	}
 	if !*noSignal {
 		opts.Connect = func(ctx context.Context) (activation.Signaller, error) {
@@ -127,6 +137,9 @@ func activate(args []string, stdout, stderr io.Writer) int {
 			defer cancel()
 			if *systemdAddress != "" {
 				return units.ConnectAddress(ctx, *systemdAddress)
+			}
+			if *userMode {
+				return units.ConnectUser(ctx, who.RuntimeDir)
 			}
 			return units.Connect(ctx)
 		}
@@ -168,14 +181,21 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", stderr)
 	manifestPath := fs.String("manifest", "", "path of the manifest (required)")
 	checkUsers := fs.Bool("users", false, "also resolve every owner and group on this host")
+	userMode := fs.Bool("user", false, "a user's manifest, as activate --user reads it")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *manifestPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "secretd check: --manifest PATH is required, and nothing else")
+	if *manifestPath == "" || fs.NArg() > 0 || *userMode && *checkUsers {
+		fmt.Fprintln(stderr, "secretd check: --manifest PATH is required, and nothing else; --user and --users exclude one another")
 		return exitUsage
 	}
-	m, err := manifest.Load(*manifestPath)
+	var m *manifest.Manifest
+	var err error
+	if *userMode {
+		m, err = manifest.LoadUser(*manifestPath, buildUser())
+	} else {
+		m, err = manifest.Load(*manifestPath)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "secretd:", err)
 		return exitFailed
@@ -199,6 +219,7 @@ func status(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
 	mountPoint := fs.String("mount-point", manifest.DefaultMountPoint, "the ramfs holding the generations")
 	asJSON := fs.Bool("json", false, "print JSON")
+	userMode := fs.Bool("user", false, "the calling user's own secrets (default mount point $XDG_RUNTIME_DIR/secretd.d)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -206,7 +227,16 @@ func status(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "secretd status: unexpected arguments")
 		return exitUsage
 	}
-	st := activation.ReadStatus(*mountPoint)
+	store := ramfs.Store{Root: *mountPoint, User: *userMode}
+	if *userMode && !flagSet(fs, "mount-point") {
+		who, err := currentUser()
+		if err != nil {
+			fmt.Fprintln(stderr, "secretd:", err)
+			return exitUnhealthy
+		}
+		store.Root = filepath.Join(who.RuntimeDir, manifest.DefaultUserMountPoint)
+	}
+	st := activation.ReadStoreStatus(store)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -99,7 +99,18 @@ type Fake struct {
 // dbus-daemon is not installed.
 func Start(t testing.TB) (*Fake, string) {
 	t.Helper()
-	address := StartBus(t)
+	return startOn(t, StartBus(t))
+}
+
+// StartShared is Start on a bus that every local user may connect to, for a test that runs a
+// command as another user (such as secretd activate --user as nobody).
+func StartShared(t testing.TB) (*Fake, string) {
+	t.Helper()
+	return startOn(t, startBus(t, true))
+}
+
+func startOn(t testing.TB, address string) (*Fake, string) {
+	t.Helper()
 	conn, err := dbus.Connect(address)
 	if err != nil {
 		t.Fatalf("connecting the fake manager to %s: %v", address, err)
@@ -144,6 +155,11 @@ func Start(t testing.TB) (*Fake, string) {
 // when the test ends. The test is skipped when dbus-daemon is not installed.
 func StartBus(t testing.TB) string {
 	t.Helper()
+	return startBus(t, false)
+}
+
+func startBus(t testing.TB, shared bool) string {
+	t.Helper()
 	daemon, err := exec.LookPath("dbus-daemon")
 	if err != nil {
 		t.Skipf("dbus-daemon is not installed (Debian package dbus), so there is no bus to test against: %v", err)
@@ -154,8 +170,13 @@ func StartBus(t testing.TB) string {
 		t.Fatalf("creating bus directory: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	if shared {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			t.Fatalf("opening bus directory: %v", err)
+		}
+	}
 	config := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(config, []byte(busConfig(filepath.Join(dir, "socket"))), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(busConfig(filepath.Join(dir, "socket"), shared)), 0o600); err != nil {
 		t.Fatalf("writing bus config: %v", err)
 	}
 
@@ -184,7 +205,12 @@ func StartBus(t testing.TB) string {
 	return address
 }
 
-func busConfig(socket string) string {
+func busConfig(socket string, shared bool) string {
+	// By default dbus-daemon admits only its own user.
+	allowUsers := ""
+	if shared {
+		allowUsers = `<allow user="*"/>`
+	}
 	return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -195,6 +221,7 @@ func busConfig(socket string) string {
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
+    ` + allowUsers + `
   </policy>
 </busconfig>
 `

@@ -8,7 +8,7 @@ export LC_ALL=C SYSTEMD_PAGER= SYSTEMD_COLORS=0 PATH=/usr/sbin:/usr/bin:/sbin:/b
 
 DATA=/var/lib/vmtest
 # shellcheck source=/dev/null
-. $DATA/config # TIER SECRETD MANIFEST KERNEL_RELEASE WATCHDOG, and RESULTS JOURNAL_OUT outside a VM
+. $DATA/config # TIER SECRETD MANIFEST USER_MANIFEST HOME_USER KERNEL_RELEASE WATCHDOG, and RESULTS JOURNAL_OUT outside a VM
 # In the VM the results and journal go to serial ports the host captures; in a container
 # to files the host reads afterwards.
 RESULTS=${RESULTS:-/dev/ttyS1}
@@ -200,6 +200,35 @@ status_exit() { # WANT: secretd status exits with WANT (0) or non-zero ("fail")
 
 status_names() { grep -q -F "$1" /run/vmtest/status.out || { echo "output does not name $1:"; head -c 400 /run/vmtest/status.out; return 1; }; }
 
+# as_user USER COMMAND...: runs a command as USER with its runtime directory, as its own
+# session would.
+as_user() {
+	local uid
+	uid=$(id -u "$1") || return 1
+	shift
+	setpriv --reuid="$uid" --regid="$uid" --init-groups \
+		env XDG_RUNTIME_DIR="/run/user/$uid" HOME="$(getent passwd "$uid" | cut -d: -f6)" "$@"
+}
+
+user_prop() { as_user "$HOME_USER" systemctl --user show -P "$2" "$1"; } # UNIT PROPERTY
+user_manager_running() { eq "$(prop "user@$(id -u "$HOME_USER").service" ActiveState)" active; }
+user_unit_succeeded() { eq "$(user_prop "$1" ActiveState)/$(user_prop "$1" Result)" "active/success"; }
+user_restarted() { ne "$(user_prop "$1" InvocationID)" "$2"; } # UNIT OLD-INVOCATION-ID
+
+user_seen_is() { # SET: the user unit gh-sync recorded the hash of github/oauth_token of SET
+	local seen
+	seen=/run/user/$(id -u "$HOME_USER")/gh-sync.seen
+	[ -f "$seen" ] || { echo "$seen missing"; return 1; }
+	[ "$(cat "$seen")" = "$(expected_hash "$1" github/oauth_token)" ] || { echo "gh-sync read other content than github/oauth_token of $1"; return 1; }
+}
+
+# home_switch VERSION: what home-manager switch does: a new user manifest, and the user unit
+# restarted by its activation step.
+home_switch() {
+	cp "$DATA/manifests/$1.json" "$USER_MANIFEST" &&
+		as_user "$HOME_USER" systemctl --user restart secretd.service
+}
+
 # --- scenarios ---------------------------------------------------------------------------
 
 scenario_harness() {
@@ -278,6 +307,31 @@ scenario_security() {
 		check "systemd-analyze security rates $unit" test -n "$line"
 		[ -n "$line" ] && info "$unit: ${line#*: }"
 	done
+}
+
+scenario_home() {
+	local rt before
+	rt=/run/user/$(id -u "$HOME_USER")
+	check "$HOME_USER lingers: its systemd --user runs without a login" wait_until user_manager_running
+	check "the user unit secretd.service succeeded" wait_until user_unit_succeeded secretd.service
+	check "$rt/secrets points into $rt/secretd.d" link_into "$rt/secrets" "$rt/secretd.d"
+	check "the user's store is $HOME_USER's, mode 0700" eq "$(stat -c '%U %a' "$rt/secretd.d" 2>&1)" "$HOME_USER 700"
+	check "the user's store is on the runtime tmpfs" fstype_is "$rt/secretd.d" tmpfs
+	check_set home-v1 "$rt/secrets"
+	check "~/.npmrc is a symlink into the user's secrets" eq "$(readlink "/home/$HOME_USER/.npmrc")" "$rt/secrets/npmrc"
+	check "~/.config/git/secrets.inc is a symlink to the rendered gitconfig" \
+		eq "$(readlink "/home/$HOME_USER/.config/git/secrets.inc")" "$rt/secrets/rendered/gitconfig"
+	check "the gitconfig include holds the token in its URL rewrite" \
+		hash_is "/home/$HOME_USER/.config/git/secrets.inc" "$(expected_hash home-v1 rendered/gitconfig)"
+	check "another user (svcuser) cannot read the user's secrets" \
+		not setpriv --reuid=svcuser --regid=svcgrp --clear-groups cat "$rt/secrets/npmrc"
+	check "the user unit gh-sync.service read the token" wait_until user_seen_is home-v1
+	before=$(user_prop gh-sync.service InvocationID)
+	check "a home-manager switch rotating github/oauth_token succeeds" home_switch home-v2
+	check_set home-v2 "$rt/secrets"
+	check "gh-sync.service (restartUnits) was restarted on the user's manager" wait_until user_restarted gh-sync.service "$before"
+	check "gh-sync.service sees the rotated token" wait_until user_seen_is home-v2
+	check "secretd status --user exits 0" as_user "$HOME_USER" "$SECRETD" status --user
 }
 
 scenario_rotation() {
