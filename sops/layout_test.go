@@ -75,7 +75,7 @@ func TestEditsThatKeepTheMACCannotMoveValues(t *testing.T) {
 				}
 				return []byte(strings.Join(out, "\n"))
 			},
-			key:  "users/1/name",
+			key:  "users/1/pw", // alice's password once regrouped
 			want: "list item by its index",
 		},
 		{
