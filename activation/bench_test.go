@@ -18,6 +18,7 @@ import (
 
 	"github.com/secretd/secretd/activation"
 	"github.com/secretd/secretd/internal/interop"
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/internal/testns"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/ramfs"
@@ -224,7 +225,7 @@ func BenchmarkNoChange(b *testing.B) {
 // the sops CLI for the corpus' host key (bench/make-testdata.sh), on a fresh ramfs each time.
 func BenchmarkSops1000Keys(b *testing.B) {
 	const n = 1000
-	root, err := interop.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}

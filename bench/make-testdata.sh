@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Writes bench/testdata/k1000.sops.yaml, the input of BenchmarkSops1000Keys in activation/: one
 # sops YAML file whose keys k1…k1000 hold "value-NNNN-of-a-thousand-keys", encrypted by the sops
-# CLI to the ssh-to-age recipient of the interop corpus' throwaway host key. Run it again only
-# to regenerate the file (needs sops on PATH, see install-deps.sh, and the corpus beside the
-# repository at ../shared/interop or in $SECRETD_INTEROP).
+# CLI to the ssh-to-age recipient of the interop corpus' throwaway host key (testdata/interop).
+# Run it again only to regenerate the file (needs sops on PATH, see install-deps.sh).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-corpus=${SECRETD_INTEROP:-$repo/../shared/interop}
+corpus=$repo/testdata/interop
 export PATH=$PATH:${SECRETD_BENCH_TOOLS:-/var/cache/secretd-bench}/bin
 recipient=$(tr -d '[:space:]' <"$corpus/keys/ssh_host_ed25519_key.age-recipient")
 

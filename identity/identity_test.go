@@ -18,27 +18,30 @@ import (
 	"github.com/secretd/secretd/internal/interop"
 )
 
+// The recipient files were written by ssh-to-age (shared corpus) or bench/cmd/recipient.
 func TestDerivedRecipientMatchesSSHToAge(t *testing.T) {
-	pemBytes, err := os.ReadFile(interop.Key(t, "ssh_host_ed25519_key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := ssh.ParseRawPrivateKey(pemBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := *raw.(*ed25519.PrivateKey)
-	id, err := identity.X25519FromEd25519(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile(interop.Key(t, "ssh_host_ed25519_key.age-recipient"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := id.Recipient().String(); got != strings.TrimSpace(string(want)) {
-		t.Fatalf("derived recipient %s, ssh-to-age gives %s", got, strings.TrimSpace(string(want)))
-	}
+	interop.Each(t, func(t *testing.T, dir string) {
+		pemBytes, err := os.ReadFile(filepath.Join(dir, "keys", "ssh_host_ed25519_key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := ssh.ParseRawPrivateKey(pemBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := *raw.(*ed25519.PrivateKey)
+		id, err := identity.X25519FromEd25519(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(dir, "keys", "ssh_host_ed25519_key.age-recipient"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := id.Recipient().String(); got != strings.TrimSpace(string(want)) {
+			t.Fatalf("derived recipient %s, ssh-to-age gives %s", got, strings.TrimSpace(string(want)))
+		}
+	})
 }
 
 func decryptWith(t *testing.T, set *identity.Set, file string) ([]byte, error) {
@@ -67,25 +70,31 @@ func TestEveryKindDecryptsItsFile(t *testing.T) {
 		{"ssh_host_rsa_key", "binary.rsa.age", "binary", identity.KindSSHRSA},
 		{"age.key", "native-identity.age", "native-identity", identity.KindAgeX25519},
 	}
-	for _, c := range cases {
-		t.Run(c.file, func(t *testing.T) {
-			set, err := identity.Load([]string{interop.Key(t, c.key)}, zap.NewNop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := decryptWith(t, set, interop.Enc(t, c.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, interop.Expected(t, c.expected)) {
-				t.Fatalf("plaintext mismatch (%d bytes)", len(got))
-			}
-			used := set.Used()
-			if len(used) != 1 || used[0].Kind != c.kind {
-				t.Fatalf("used identities %v, want one of kind %s", used, c.kind)
-			}
-		})
-	}
+	interop.Each(t, func(t *testing.T, dir string) {
+		for _, c := range cases {
+			t.Run(c.file, func(t *testing.T) {
+				set, err := identity.Load([]string{filepath.Join(dir, "keys", c.key)}, zap.NewNop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := decryptWith(t, set, filepath.Join(dir, "enc", c.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := os.ReadFile(filepath.Join(dir, "expected", c.expected))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("plaintext mismatch (%d bytes)", len(got))
+				}
+				used := set.Used()
+				if len(used) != 1 || used[0].Kind != c.kind {
+					t.Fatalf("used identities %v, want one of kind %s", used, c.kind)
+				}
+			})
+		}
+	})
 }
 
 func TestMissingPathSkippedWithWarning(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/manifest"
 )
 
@@ -62,31 +63,11 @@ type activationRun struct {
 	Text string   `json:"text"`
 }
 
-// nixpkgsLib is the nixpkgs lib that tests/eval.nix imports, from NIXPKGS_LIB (a nixpkgs
-// checkout, or its lib directory). Without it the evaluation tests skip: CI has no nixpkgs.
-func nixpkgsLib(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("NIXPKGS_LIB")
-	if dir == "" {
-		t.Skip("NIXPKGS_LIB is not set: point it at a nixpkgs (or nixpkgs.lib) checkout, or its lib directory, to evaluate nixos/module.nix")
-	}
-	for _, candidate := range []string{filepath.Join(dir, "default.nix"), filepath.Join(dir, "lib", "default.nix")} {
-		if _, err := os.Stat(candidate); err == nil {
-			return dir
-		}
-	}
-	t.Fatalf("NIXPKGS_LIB=%s holds neither default.nix nor lib/default.nix", dir)
-	return ""
-}
-
 // evalCase evaluates one configuration of tests/eval.nix into v.
 func evalCase(t *testing.T, name string, v any) {
 	t.Helper()
-	lib := nixpkgsLib(t)
-	instantiate, err := exec.LookPath("nix-instantiate")
-	if err != nil {
-		t.Fatalf("NIXPKGS_LIB is set but nix-instantiate is missing: %v", err)
-	}
+	lib := testenv.NixpkgsLib(t)
+	instantiate := lookNix(t, "nix-instantiate")
 	root := repoRoot(t)
 	cmd := exec.Command(instantiate, "--eval", "--strict", "--json", "--readonly-mode",
 		filepath.Join(root, "nixos", "tests", "eval.nix"),
@@ -598,21 +579,17 @@ func TestGoldenUnits(t *testing.T) {
 // verifyUnit runs systemd-analyze verify on a unit, with ExecStart pointed at an existing
 // binary, and fails on any complaint (an unknown or misspelt setting is only a warning).
 func verifyUnit(t *testing.T, name, text string) {
-	t.Helper()
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Logf("systemd-analyze not found, %s not verified", name)
-		return
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, stubBinary, "/bin/true")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
-	}
+	t.Run("verify "+name, func(t *testing.T) {
+		analyze := testenv.Tool(t, "systemd-analyze", "Debian package systemd")
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, stubBinary, "/bin/true")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
+		}
+	})
 }
 
 func TestAgenixCompat(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/secretd/secretd/activation"
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/manifest"
 )
 
@@ -52,11 +53,8 @@ type upstreamPaths struct {
 // evalHome evaluates one configuration of tests/eval-home.nix into v.
 func evalHome(t *testing.T, name string, v any, args ...string) {
 	t.Helper()
-	lib := nixpkgsLib(t)
-	instantiate, err := exec.LookPath("nix-instantiate")
-	if err != nil {
-		t.Fatalf("NIXPKGS_LIB is set but nix-instantiate is missing: %v", err)
-	}
+	lib := testenv.NixpkgsLib(t)
+	instantiate := lookNix(t, "nix-instantiate")
 	cmd := exec.Command(instantiate, append([]string{"--eval", "--strict", "--json", "--readonly-mode",
 		filepath.Join(repoRoot(t), "nixos", "tests", "eval-home.nix"),
 		"--argstr", "nixpkgsLib", lib, "--argstr", "case", name}, args...)...)
@@ -310,24 +308,21 @@ func regenerateUpstream(t *testing.T, goldenPath string) {
 // verifyUserUnit runs systemd-analyze --user verify on a user unit, with ExecStart pointed at
 // an existing binary, and fails on any complaint.
 func verifyUserUnit(t *testing.T, name, text string) {
-	t.Helper()
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Logf("systemd-analyze not found, %s not verified", name)
-		return
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, stubBinary, "/bin/true")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(analyze, "--user", "verify", "--man=no", path)
-	// A user manager, even the one verify loads, needs a runtime directory.
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze --user verify %s: %v\n%s\n%s", name, err, out, text)
-	}
+	t.Run("verify "+name, func(t *testing.T) {
+		analyze := testenv.Tool(t, "systemd-analyze", "Debian package systemd")
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, stubBinary, "/bin/true")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(analyze, "--user", "verify", "--man=no", path)
+		// A user manager, even the one verify loads, needs a runtime directory.
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze --user verify %s: %v\n%s\n%s", name, err, out, text)
+		}
+	})
 }
 
 // TestGoldenUserUnit keeps vmtest/golden/secretd-user.service, the user unit the VM test runs

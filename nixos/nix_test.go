@@ -10,27 +10,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/secretd/secretd/internal/interop"
+	"github.com/secretd/secretd/internal/testenv"
 )
 
 // repoRoot is the directory holding go.mod.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := interop.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatalf("repository root: %v", err)
 	}
 	return root
 }
 
-// lookNix returns the path of a Nix tool, skipping the test when Nix is not installed.
+// lookNix returns the path of a Nix tool.
 func lookNix(t *testing.T, tool string) string {
 	t.Helper()
-	path, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not found (install Nix, on Debian the nix-bin package): %v", tool, err)
-	}
-	return path
+	return testenv.Tool(t, tool, "Nix: on Debian the nix-bin package")
 }
 
 func TestNixFilesParse(t *testing.T) {

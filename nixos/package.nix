@@ -35,8 +35,8 @@ buildGoModule {
     "-w"
   ];
 
-  # The tests need root, mount namespaces and the interop corpus beside the repository, none
-  # of which the build sandbox has; CI runs them with `go test ./...`.
+  # The tests need root and mount namespaces, which the build sandbox does not have; CI runs
+  # them with `go test ./...`.
   doCheck = false;
 
   meta = {

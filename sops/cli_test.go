@@ -12,6 +12,8 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/secretd/secretd/internal/interop"
+	"github.com/secretd/secretd/internal/testenv"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
 )
@@ -302,19 +304,16 @@ type cliEnv struct {
 
 func newCLIEnv(t *testing.T) (*cliEnv, string) {
 	t.Helper()
-	sops, err := exec.LookPath("sops")
-	if err != nil {
-		t.Skip("sops is not on PATH (CI installs github.com/getsops/sops/v3/cmd/sops@v3.12.2)")
-	}
-	interop := interopDir(t)
+	sops := testenv.Tool(t, "sops", "go install github.com/getsops/sops/v3/cmd/sops@v3.12.2")
+	corpus := interop.Dir(t)
 	dir := t.TempDir()
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
-		"SOPS_AGE_KEY_FILE=" + filepath.Join(interop, "keys", "age.key"),
+		"SOPS_AGE_KEY_FILE=" + interop.Key(t, "age.key"),
 	}
-	hostRecipient := strings.TrimSpace(string(readFile(t, filepath.Join(interop, "keys", "ssh_host_ed25519_key.age-recipient"))))
-	native, ok := nativeIdentities(t, interop)[0].(*age.X25519Identity)
+	hostRecipient := strings.TrimSpace(string(readFile(t, interop.Key(t, "ssh_host_ed25519_key.age-recipient"))))
+	native, ok := nativeIdentities(t, corpus)[0].(*age.X25519Identity)
 	if !ok {
 		t.Fatal("keys/age.key does not hold an X25519 identity")
 	}
@@ -347,9 +346,9 @@ func (c *cliEnv) write(t *testing.T, name string, data []byte) string {
 
 func TestAgainstSopsCLI(t *testing.T) {
 	cli, recipients := newCLIEnv(t)
-	interop := interopDir(t)
-	hostIDs := hostIdentities(t, interop)
-	nativeIDs := nativeIdentities(t, interop)
+	dir := interop.Dir(t)
+	hostIDs := hostIdentities(t, dir)
+	nativeIDs := nativeIdentities(t, dir)
 
 	for _, c := range cliCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -461,7 +460,7 @@ func TestAgainstSopsCLIBinary(t *testing.T) {
 	if format, ok := Detect(enc); !ok || format != manifest.FormatBinary {
 		t.Fatalf("Detect = %q, %v", format, ok)
 	}
-	doc, err := Decrypt(enc, hostIdentities(t, interopDir(t)))
+	doc, err := Decrypt(enc, hostIdentities(t, interop.Dir(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,34 +12,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/internal/interop"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
 )
-
-// interopDir finds the interop corpus beside the repository root (the directory holding
-// go.mod). CI always provides it, so its absence fails the test.
-func interopDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	interop := filepath.Join(dir, "..", "shared", "interop")
-	if _, err := os.Stat(filepath.Join(interop, "README.md")); err != nil {
-		t.Fatalf("interop corpus missing at %s: %v", interop, err)
-	}
-	return interop
-}
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
@@ -51,11 +27,11 @@ func readFile(t testing.TB, path string) []byte {
 }
 
 // hostIdentities loads the corpus' ssh host keys the way the daemon does.
-func hostIdentities(t testing.TB, interop string) []age.Identity {
+func hostIdentities(t testing.TB, dir string) []age.Identity {
 	t.Helper()
 	set, err := identity.Load([]string{
-		filepath.Join(interop, "keys", "ssh_host_ed25519_key"),
-		filepath.Join(interop, "keys", "ssh_host_rsa_key"),
+		filepath.Join(dir, "keys", "ssh_host_ed25519_key"),
+		filepath.Join(dir, "keys", "ssh_host_rsa_key"),
 	}, zap.NewNop())
 	if err != nil {
 		t.Fatalf("loading host keys: %v", err)
@@ -64,9 +40,9 @@ func hostIdentities(t testing.TB, interop string) []age.Identity {
 }
 
 // nativeIdentities parses the corpus' native age identity file.
-func nativeIdentities(t testing.TB, interop string) []age.Identity {
+func nativeIdentities(t testing.TB, dir string) []age.Identity {
 	t.Helper()
-	ids, err := age.ParseIdentities(bytes.NewReader(readFile(t, filepath.Join(interop, "keys", "age.key"))))
+	ids, err := age.ParseIdentities(bytes.NewReader(readFile(t, filepath.Join(dir, "keys", "age.key"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,155 +58,161 @@ func sameBytes(t *testing.T, what string, got, want []byte) {
 }
 
 func TestInteropCorpus(t *testing.T) {
-	interop := interopDir(t)
-	ids := hostIdentities(t, interop)
-	enc := func(name string) []byte { return readFile(t, filepath.Join(interop, "enc", name)) }
-	expected := func(name string) []byte { return readFile(t, filepath.Join(interop, "expected", name)) }
+	interop.Each(t, func(t *testing.T, dir string) {
+		ids := hostIdentities(t, dir)
+		enc := func(name string) []byte { return readFile(t, filepath.Join(dir, "enc", name)) }
+		expected := func(name string) []byte { return readFile(t, filepath.Join(dir, "expected", name)) }
 
-	cases := []struct {
-		file, format, key, expected string
-	}{
-		{"secrets.sops.yaml", manifest.FormatYAML, "github/oauth_token", "yaml.github.oauth_token"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "gitlab/oauth_token", "yaml.gitlab.oauth_token"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "tailscale/authkey", "yaml.tailscale.authkey"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "guest_accounts.json", "yaml.guest_accounts.json"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "npmrc", "yaml.npmrc"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "number", "yaml.number"},
-		{"secrets.sops.yaml", manifest.FormatYAML, "flag", "yaml.flag"},
-		{"secrets.sops.json", manifest.FormatJSON, "api_key", "json.api_key"},
-		{"secrets.sops.json", manifest.FormatJSON, "db/password", "json.db.password"},
-		{"app.sops.env", manifest.FormatDotenv, "DB_PASSWORD", "dotenv.DB_PASSWORD"},
-		{"app.sops.ini", manifest.FormatINI, "", "ini.whole"},
-		{"blob.sops.json", manifest.FormatBinary, "", "sops-binary.blob"},
-	}
-	docs := map[string]*structured.Document{}
-	for _, c := range cases {
-		t.Run(c.expected, func(t *testing.T) {
-			data := enc(c.file)
-			format, ok := Detect(data)
-			if !ok || format != c.format {
-				t.Fatalf("Detect(%s) = %q, %v; want %q", c.file, format, ok, c.format)
-			}
-			if err := HasKey(data, c.key); err != nil {
-				t.Fatalf("HasKey(%s, %q): %v", c.file, c.key, err)
-			}
-			doc := docs[c.file]
-			if doc == nil {
-				var err error
-				if doc, err = Decrypt(data, ids); err != nil {
-					t.Fatalf("Decrypt(%s): %v", c.file, err)
+		cases := []struct {
+			file, format, key, expected string
+		}{
+			{"secrets.sops.yaml", manifest.FormatYAML, "github/oauth_token", "yaml.github.oauth_token"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "gitlab/oauth_token", "yaml.gitlab.oauth_token"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "tailscale/authkey", "yaml.tailscale.authkey"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "guest_accounts.json", "yaml.guest_accounts.json"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "npmrc", "yaml.npmrc"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "number", "yaml.number"},
+			{"secrets.sops.yaml", manifest.FormatYAML, "flag", "yaml.flag"},
+			{"secrets.sops.json", manifest.FormatJSON, "api_key", "json.api_key"},
+			{"secrets.sops.json", manifest.FormatJSON, "db/password", "json.db.password"},
+			{"app.sops.env", manifest.FormatDotenv, "DB_PASSWORD", "dotenv.DB_PASSWORD"},
+			{"app.sops.ini", manifest.FormatINI, "", "ini.whole"},
+			{"blob.sops.json", manifest.FormatBinary, "", "sops-binary.blob"},
+		}
+		docs := map[string]*structured.Document{}
+		for _, c := range cases {
+			t.Run(c.expected, func(t *testing.T) {
+				data := enc(c.file)
+				format, ok := Detect(data)
+				if !ok || format != c.format {
+					t.Fatalf("Detect(%s) = %q, %v; want %q", c.file, format, ok, c.format)
 				}
-				docs[c.file] = doc
-			}
-			got, err := doc.Value(c.key)
-			if err != nil {
-				t.Fatalf("Value(%q): %v", c.key, err)
-			}
-			sameBytes(t, c.file+" "+c.key, got, expected(c.expected))
-		})
-	}
+				if err := HasKey(data, c.key); err != nil {
+					t.Fatalf("HasKey(%s, %q): %v", c.file, c.key, err)
+				}
+				doc := docs[c.file]
+				if doc == nil {
+					var err error
+					if doc, err = Decrypt(data, ids); err != nil {
+						t.Fatalf("Decrypt(%s): %v", c.file, err)
+					}
+					docs[c.file] = doc
+				}
+				got, err := doc.Value(c.key)
+				if err != nil {
+					t.Fatalf("Value(%q): %v", c.key, err)
+				}
+				sameBytes(t, c.file+" "+c.key, got, expected(c.expected))
+			})
+		}
+	})
 }
 
 func TestInteropMany(t *testing.T) {
-	interop := interopDir(t)
-	data := readFile(t, filepath.Join(interop, "enc", "many.sops.yaml"))
-	doc, err := Decrypt(data, hostIdentities(t, interop))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(filepath.Join(interop, "expected", "many"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 300 {
-		t.Fatalf("expected/many has %d files, want 300", len(entries))
-	}
-	for _, e := range entries {
-		got, err := doc.Value(e.Name())
+	interop.Each(t, func(t *testing.T, dir string) {
+		data := readFile(t, filepath.Join(dir, "enc", "many.sops.yaml"))
+		doc, err := Decrypt(data, hostIdentities(t, dir))
 		if err != nil {
-			t.Errorf("Value(%q): %v", e.Name(), err)
-			continue
+			t.Fatal(err)
 		}
-		sameBytes(t, e.Name(), got, readFile(t, filepath.Join(interop, "expected", "many", e.Name())))
-	}
+		entries, err := os.ReadDir(filepath.Join(dir, "expected", "many"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 300 {
+			t.Fatalf("expected/many has %d files, want 300", len(entries))
+		}
+		for _, e := range entries {
+			got, err := doc.Value(e.Name())
+			if err != nil {
+				t.Errorf("Value(%q): %v", e.Name(), err)
+				continue
+			}
+			sameBytes(t, e.Name(), got, readFile(t, filepath.Join(dir, "expected", "many", e.Name())))
+		}
+	})
 }
 
 func TestInteropTamperedFilesAreRefused(t *testing.T) {
-	interop := interopDir(t)
-	ids := hostIdentities(t, interop)
-	for file, wantInError := range map[string]string{
-		"tampered-mac.sops.json":  "MAC",
-		"tampered-swap.sops.json": "failed authentication",
-	} {
-		t.Run(file, func(t *testing.T) {
-			doc, err := Decrypt(readFile(t, filepath.Join(interop, "enc", file)), ids)
-			if err == nil {
-				t.Fatal("tampered file decrypted without error")
-			}
-			if doc != nil {
-				t.Error("a document was returned along with the error")
-			}
-			if !strings.Contains(err.Error(), wantInError) {
-				t.Errorf("error %q does not mention %q", err, wantInError)
-			}
-		})
-	}
+	interop.Each(t, func(t *testing.T, dir string) {
+		ids := hostIdentities(t, dir)
+		for file, wantInError := range map[string]string{
+			"tampered-mac.sops.json":  "MAC",
+			"tampered-swap.sops.json": "failed authentication",
+		} {
+			t.Run(file, func(t *testing.T) {
+				doc, err := Decrypt(readFile(t, filepath.Join(dir, "enc", file)), ids)
+				if err == nil {
+					t.Fatal("tampered file decrypted without error")
+				}
+				if doc != nil {
+					t.Error("a document was returned along with the error")
+				}
+				if !strings.Contains(err.Error(), wantInError) {
+					t.Errorf("error %q does not mention %q", err, wantInError)
+				}
+			})
+		}
+	})
 }
 
 func TestInteropWrongIdentity(t *testing.T) {
-	interop := interopDir(t)
-	data := readFile(t, filepath.Join(interop, "enc", "secrets.sops.yaml"))
-	_, err := Decrypt(data, nativeIdentities(t, interop))
-	if err == nil {
-		t.Fatal("decrypted with an identity that is not a recipient")
-	}
-	recipient := strings.TrimSpace(string(readFile(t, filepath.Join(interop, "keys", "ssh_host_ed25519_key.age-recipient"))))
-	if !strings.Contains(err.Error(), recipient) {
-		t.Errorf("error %q does not list the file's recipient %s", err, recipient)
-	}
-	if _, err := Decrypt(data, nil); err == nil {
-		t.Fatal("decrypted without identities")
-	}
+	interop.Each(t, func(t *testing.T, dir string) {
+		data := readFile(t, filepath.Join(dir, "enc", "secrets.sops.yaml"))
+		_, err := Decrypt(data, nativeIdentities(t, dir))
+		if err == nil {
+			t.Fatal("decrypted with an identity that is not a recipient")
+		}
+		recipient := strings.TrimSpace(string(readFile(t, filepath.Join(dir, "keys", "ssh_host_ed25519_key.age-recipient"))))
+		if !strings.Contains(err.Error(), recipient) {
+			t.Errorf("error %q does not list the file's recipient %s", err, recipient)
+		}
+		if _, err := Decrypt(data, nil); err == nil {
+			t.Fatal("decrypted without identities")
+		}
+	})
 }
 
 func TestInteropAgeFilesAreNotSops(t *testing.T) {
-	interop := interopDir(t)
-	entries, err := os.ReadDir(filepath.Join(interop, "enc"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".age") {
-			continue
+	interop.Each(t, func(t *testing.T, dir string) {
+		entries, err := os.ReadDir(filepath.Join(dir, "enc"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		checked++
-		data := readFile(t, filepath.Join(interop, "enc", e.Name()))
-		if format, ok := Detect(data); ok {
-			t.Errorf("Detect(%s) = %q, true; want not a sops file", e.Name(), format)
+		checked := 0
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".age") {
+				continue
+			}
+			checked++
+			data := readFile(t, filepath.Join(dir, "enc", e.Name()))
+			if format, ok := Detect(data); ok {
+				t.Errorf("Detect(%s) = %q, true; want not a sops file", e.Name(), format)
+			}
+			if _, err := Decrypt(data, nil); err == nil || !strings.Contains(err.Error(), "not a sops") {
+				t.Errorf("Decrypt(%s) error = %v; want a not-a-sops-file error", e.Name(), err)
+			}
 		}
-		if _, err := Decrypt(data, nil); err == nil || !strings.Contains(err.Error(), "not a sops") {
-			t.Errorf("Decrypt(%s) error = %v; want a not-a-sops-file error", e.Name(), err)
+		if checked == 0 {
+			t.Fatal("no .age files in the corpus")
 		}
-	}
-	if checked == 0 {
-		t.Fatal("no .age files in the corpus")
-	}
+	})
 }
 
 func TestInteropHasKeyMissing(t *testing.T) {
-	interop := interopDir(t)
-	for file, key := range map[string]string{
-		"secrets.sops.yaml": "github/nope",
-		"secrets.sops.json": "db/nope",
-		"app.sops.env":      "NOPE",
-		"app.sops.ini":      "database/nope",
-		"blob.sops.json":    "data",
-		"many.sops.yaml":    "k301",
-	} {
-		err := HasKey(readFile(t, filepath.Join(interop, "enc", file)), key)
-		if !errors.Is(err, structured.ErrKeyNotFound) {
-			t.Errorf("HasKey(%s, %q) = %v; want a key-not-found error", file, key, err)
+	interop.Each(t, func(t *testing.T, dir string) {
+		for file, key := range map[string]string{
+			"secrets.sops.yaml": "github/nope",
+			"secrets.sops.json": "db/nope",
+			"app.sops.env":      "NOPE",
+			"app.sops.ini":      "database/nope",
+			"blob.sops.json":    "data",
+			"many.sops.yaml":    "k301",
+		} {
+			err := HasKey(readFile(t, filepath.Join(dir, "enc", file)), key)
+			if !errors.Is(err, structured.ErrKeyNotFound) {
+				t.Errorf("HasKey(%s, %q) = %v; want a key-not-found error", file, key, err)
+			}
 		}
-	}
+	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/secretd/secretd/internal/interop"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
 )
@@ -131,13 +132,13 @@ func TestSimpleYAMLMatchesYAMLv3(t *testing.T) {
 }
 
 func TestSimpleYAMLReadsSopsOutput(t *testing.T) {
-	interop := interopDir(t)
+	dir := interop.Dir(t)
 	id := mustIdentity(t)
 	files := map[string][]byte{
 		"generated": sopsFile(t, fileSpec{format: manifest.FormatYAML, roots: []*structured.Node{nestedTree()}, recipients: []age.Recipient{id.Recipient()}}),
 	}
 	for _, name := range []string{"secrets.sops.yaml", "many.sops.yaml"} {
-		files[name] = readFile(t, filepath.Join(interop, "enc", name))
+		files[name] = readFile(t, filepath.Join(dir, "enc", name))
 	}
 	for name, data := range files {
 		s := shrinkEncrypted(data)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,8 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
+
+	"github.com/secretd/secretd/internal/testenv"
 )
 
 // These checks keep nixos-test.nix and its fixtures sound on machines without Nix or a
@@ -61,10 +62,7 @@ func TestNixOSFixturesDecrypt(t *testing.T) {
 
 // TestNixOSTestParses checks the Nix syntax of nixos-test.nix.
 func TestNixOSTestParses(t *testing.T) {
-	bin, err := exec.LookPath("nix-instantiate")
-	if err != nil {
-		t.Skip("nix-instantiate not installed (Debian package nix-bin)")
-	}
+	bin := testenv.Tool(t, "nix-instantiate", "Debian package nix-bin")
 	path := filepath.Join(repoRoot(t), "vmtest/nixos-test.nix")
 	if out, err := exec.Command(bin, "--parse", path).CombinedOutput(); err != nil {
 		t.Fatalf("nix-instantiate --parse: %v\n%s", err, out)
@@ -72,24 +70,12 @@ func TestNixOSTestParses(t *testing.T) {
 }
 
 // TestNixOSTestScriptIsPython evaluates nixos-test.nix with stand-ins for pkgs and self and
-// checks that its testScript is valid Python. It needs nixpkgs' lib (NIXPKGS_LIB, as for the
-// tests in nixos/) and python3.
+// checks that its testScript is valid Python. It needs nixpkgs' lib (as the tests in nixos/)
+// and python3.
 func TestNixOSTestScriptIsPython(t *testing.T) {
-	nix, err := exec.LookPath("nix-instantiate")
-	if err != nil {
-		t.Skip("nix-instantiate not installed (Debian package nix-bin)")
-	}
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
-	lib := os.Getenv("NIXPKGS_LIB")
-	if lib == "" {
-		t.Skip("NIXPKGS_LIB is not set: point it at a nixpkgs (or nixpkgs.lib) checkout")
-	}
-	if _, err := os.Stat(filepath.Join(lib, "lib", "default.nix")); err == nil {
-		lib = filepath.Join(lib, "lib")
-	}
+	nix := testenv.Tool(t, "nix-instantiate", "Debian package nix-bin")
+	python := testenv.Tool(t, "python3", "Debian package python3")
+	lib := testenv.NixpkgsLib(t)
 	expr := `
 let
   lib = import ` + lib + `;

@@ -1,47 +1,34 @@
-// Package interop locates the interoperability corpus — files encrypted by the real age, sops
-// and ssh-to-age tools, with their expected plaintext — that tests decrypt. It lives in
-// ../shared/interop beside the repository; SECRETD_INTEROP overrides that.
+// Package interop locates the interoperability corpus that tests decrypt: files encrypted by
+// the real age, sops and ssh-keygen tools, with the plaintext each must decrypt to. The
+// repository's corpus is testdata/interop (testdata/interop/make.sh regenerates it); a shared
+// corpus beside the checkout, when present, is one more that Corpora adds.
 package interop
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/secretd/secretd/internal/testenv"
 )
 
-// Dir returns the corpus directory, failing the test when it cannot be found: the corpus is
-// part of every checkout's surroundings, so its absence is an error, not a reason to skip.
+// Dir returns the repository's corpus.
 func Dir(t testing.TB) string {
 	t.Helper()
-	if dir := os.Getenv("SECRETD_INTEROP"); dir != "" {
-		return dir
-	}
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(root, "..", "shared", "interop")
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		t.Fatalf("interop corpus not found at %s (set SECRETD_INTEROP): %v", dir, err)
-	}
-	return dir
+	return filepath.Join(root, "testdata", "interop")
 }
 
-// RepoRoot is the directory holding go.mod, found from the working directory upwards.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
+// Each runs test as a subtest over the repository's corpus ("repo") and, when present, the
+// shared one ("shared"): tests that check secretd against what the real tools made run over
+// every corpus there is.
+func Each(t *testing.T, test func(t *testing.T, dir string)) {
+	t.Run("repo", func(t *testing.T) { test(t, Dir(t)) })
+	if dir, ok := testenv.Shared("interop"); ok {
+		t.Run("shared", func(t *testing.T) { test(t, dir) })
 	}
 }
 

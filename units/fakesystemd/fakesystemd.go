@@ -18,6 +18,8 @@ import (
 	"testing"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/secretd/secretd/internal/testenv"
 )
 
 // D-Bus names of systemd's manager.
@@ -152,7 +154,7 @@ func startOn(t testing.TB, address string) (*Fake, string) {
 }
 
 // StartBus runs a private dbus-daemon that allows everything and returns its address. It stops
-// when the test ends. The test is skipped when dbus-daemon is not installed.
+// when the test ends. Without dbus-daemon there is no bus to test against (see testenv.Tool).
 func StartBus(t testing.TB) string {
 	t.Helper()
 	return startBus(t, false)
@@ -160,10 +162,7 @@ func StartBus(t testing.TB) string {
 
 func startBus(t testing.TB, shared bool) string {
 	t.Helper()
-	daemon, err := exec.LookPath("dbus-daemon")
-	if err != nil {
-		t.Skipf("dbus-daemon is not installed (Debian package dbus), so there is no bus to test against: %v", err)
-	}
+	daemon := testenv.Tool(t, "dbus-daemon", "Debian package dbus")
 	// Not t.TempDir: its path grows with the test name, and a socket path must stay short.
 	dir, err := os.MkdirTemp("", "fakesystemd-")
 	if err != nil {

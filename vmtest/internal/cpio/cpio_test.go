@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/secretd/secretd/internal/testenv"
 )
 
 type parsed struct {
@@ -131,10 +133,7 @@ func TestRejectsEscapesAndClashes(t *testing.T) {
 
 // TestGNUCpioExtracts cross-checks the format with a second implementation.
 func TestGNUCpioExtracts(t *testing.T) {
-	bin, err := exec.LookPath("cpio")
-	if err != nil {
-		t.Skip("GNU cpio not installed (vmtest/install-deps.sh installs it)")
-	}
+	bin := testenv.Tool(t, "cpio", "Debian package cpio")
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "-i", "-d", "-m", "--quiet")
 	cmd.Dir = dir
