@@ -74,7 +74,7 @@ func Load(paths []string, log *zap.Logger) (*Set, error) {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			log.Warn("identity file is readable by group or others", zap.String("identity", path), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
 		}
-		ids, kinds, err := parse(data)
+		ids, kinds, err := parse(data, unattendedUI())
 		clear(data)
 		if err != nil {
 			return nil, fmt.Errorf("identity %s: %w", path, err)
@@ -164,12 +164,13 @@ func (r *recording) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	return fileKey, err
 }
 
-func parse(data []byte) ([]age.Identity, []string, error) {
+// parse reads an identity file; ui answers the plugins it names.
+func parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	trimmed := bytes.TrimSpace(data)
 	if bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
 		return parseSSH(trimmed)
 	}
-	return parseAge(trimmed)
+	return parseAge(trimmed, ui)
 }
 
 func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
@@ -231,7 +232,7 @@ func X25519FromEd25519(key ed25519.PrivateKey) (*age.X25519Identity, error) {
 
 // parseAge reads a native identity file: AGE-SECRET-KEY-1… and AGE-SECRET-KEY-PQ-1… lines and
 // AGE-PLUGIN-… lines, with # comments and blank lines ignored.
-func parseAge(data []byte) ([]age.Identity, []string, error) {
+func parseAge(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	var ids []age.Identity
 	var kinds []string
 	scanner := bufio.NewScanner(bytes.NewReader(data))
@@ -253,7 +254,7 @@ func parseAge(data []byte) ([]age.Identity, []string, error) {
 			id, err = age.ParseX25519Identity(line)
 			kind = KindAgeX25519
 		case strings.HasPrefix(line, "AGE-PLUGIN-"):
-			id, err = plugin.NewIdentity(line, unattendedUI())
+			id, err = plugin.NewIdentity(line, ui)
 			kind = KindAgePlugin
 		default:
 			// The line may be key material: never echo it.

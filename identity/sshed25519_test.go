@@ -270,7 +270,7 @@ func TestEd25519IdentitiesUsesPreparedIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, kinds, err := parse(pem.EncodeToMemory(block))
+	ids, kinds, err := parse(pem.EncodeToMemory(block), unattendedUI())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@
 // in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex or
 // the comment regexes (YAML and dotenv) are returned as they are and authenticated the way
 // sops authenticates them.
+//
+// Open, Seal and UpdateKeys write such files as sops 3 does, for editing and re-keying.
 package sops
 
 import (

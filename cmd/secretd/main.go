@@ -70,8 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return status(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+authorUsage)
 		return exitOK
+	}
+	if code, ok := authorCommand(args, os.Stdin, stdout, stderr); ok {
+		return code
 	}
 	fmt.Fprintf(stderr, "secretd: unknown command %q\n%s", args[0], usage)
 	return exitUsage
