@@ -16,7 +16,7 @@
 
       # The hash of `go mod vendor`. nixos/update-vendor-hash.sh rewrites it after go.mod
       # changes; a test in nixos/ fails while it is stale.
-      vendorHash = "sha256-sVfGgtllapcsFaALV/A35pjNYty+1/gZyKfwmwexyhc=";
+      vendorHash = "sha256-CQVZAegdkW3yOzbrfPcyWyVphCTc3PHrN0sULizQSbk=";
 
       secretdFor = pkgs: pkgs.callPackage ./nixos/package.nix { inherit vendorHash; };
     in

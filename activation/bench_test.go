@@ -242,6 +242,31 @@ func BenchmarkSops1000Keys(b *testing.B) {
 	h.benchFreshActivations(b, n)
 }
 
+// BenchmarkSopsBinaryFiles is a first activation of 1000 secrets, each from its own sops file
+// in sops' binary format (copies of the interop corpus' blob.sops.json).
+func BenchmarkSopsBinaryFiles(b *testing.B) {
+	const n = 1000
+	blob, err := os.ReadFile(interop.Enc(b, "blob.sops.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := interop.Expected(b, "sops-binary.blob")
+	h := newBenchHost(b)
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("b%d", i)
+		file := filepath.Join(h.dir, "enc", name+".sops.json")
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(file, blob, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		h.secrets = append(h.secrets, manifest.Secret{Name: name, File: file})
+		h.values[name] = value
+	}
+	h.benchFreshActivations(b, n)
+}
+
 // benchFreshActivations checks one activation of the host's secrets, then times activations
 // each on a fresh mount point.
 func (h *benchHost) benchFreshActivations(b *testing.B, n int) {

@@ -107,6 +107,8 @@ func publicOf(id age.Identity) string {
 	switch k := id.(type) {
 	case *age.X25519Identity:
 		return k.Recipient().String()
+	case *x25519Identity:
+		return k.recipient
 	case *age.HybridIdentity:
 		return k.Recipient().String()
 	case *plugin.Identity:
@@ -215,7 +217,13 @@ func ed25519Identities(key ed25519.PrivateKey) ([]age.Identity, []string, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub))}, x25519}, []string{KindSSHEd25519, KindSSHToAge}, nil
+	digest := sha512.Sum512(key.Seed())
+	defer clear(digest[:])
+	prepared, err := newX25519Identity(digest[:32], x25519)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub))}, prepared}, []string{KindSSHEd25519, KindSSHToAge}, nil
 }
 
 // X25519FromEd25519 derives the age X25519 identity of an ed25519 key as ssh-to-age does: the

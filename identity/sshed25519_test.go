@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/pem"
 	"errors"
@@ -16,10 +15,6 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
-	"filippo.io/edwards25519"
-	"filippo.io/edwards25519/field"
-	"golang.org/x/crypto/curve25519"
-	"golang.org/x/crypto/hkdf"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -47,12 +42,19 @@ func classify(err error) outcome {
 	return failed
 }
 
+// testKey is an ed25519 host key with its prepared identities and, as oracles, the identities
+// of agessh and age they replace.
 type testKey struct {
 	key       ed25519.PrivateKey
 	pub       ssh.PublicKey
 	prepared  *sshEd25519Identity
 	oracle    *agessh.Ed25519Identity
 	recipient *agessh.Ed25519Recipient
+
+	// The X25519 identity ssh-to-age derives.
+	x25519          *x25519Identity
+	x25519Oracle    *age.X25519Identity
+	x25519Recipient *age.X25519Recipient
 }
 
 func newTestKey(t testing.TB, seed []byte) *testKey {
@@ -78,15 +80,30 @@ func newTestKey(t testing.TB, seed []byte) *testKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testKey{key, pub, prepared, oracle, recipient}
+	x25519Oracle, err := X25519FromEd25519(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha512.Sum512(seed)
+	x25519, err := newX25519Identity(digest[:32], x25519Oracle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testKey{key, pub, prepared, oracle, recipient, x25519, x25519Oracle, x25519Oracle.Recipient()}
+}
+
+// sameUnwrap checks the prepared ssh-ed25519 identity against agessh's.
+func (k *testKey) sameUnwrap(t *testing.T, what string, stanzas []*age.Stanza) outcome {
+	t.Helper()
+	return sameUnwrap(t, what, k.prepared, k.oracle, stanzas)
 }
 
 // sameUnwrap checks both identities give the same file key, or the same class of error. File
 // keys are never printed.
-func (k *testKey) sameUnwrap(t *testing.T, what string, stanzas []*age.Stanza) outcome {
+func sameUnwrap(t *testing.T, what string, prepared, oracle age.Identity, stanzas []*age.Stanza) outcome {
 	t.Helper()
-	want, wantErr := k.oracle.Unwrap(stanzas)
-	got, gotErr := k.prepared.Unwrap(stanzas)
+	want, wantErr := oracle.Unwrap(stanzas)
+	got, gotErr := prepared.Unwrap(stanzas)
 	if classify(gotErr) != classify(wantErr) {
 		t.Fatalf("%s: got %v (%v), agessh gives %v (%v)", what, classify(gotErr), gotErr, classify(wantErr), wantErr)
 	}
@@ -179,7 +196,6 @@ func TestSSHEd25519MatchesAgesshOnMalformedStanzas(t *testing.T) {
 	withShare := func(share []byte) *age.Stanza {
 		return edit(func(s *age.Stanza) { s.Args[1] = stanzaBase64.EncodeToString(share) })
 	}
-	twist := twistPoint(t)
 	cases := []struct {
 		name  string
 		block *age.Stanza
@@ -205,7 +221,8 @@ func TestSSHEd25519MatchesAgesshOnMalformedStanzas(t *testing.T) {
 		{"empty fingerprint", edit(func(s *age.Stanza) { s.Args[0] = "" }), incorrect},
 		{"zero share", withShare(make([]byte, 32)), failed},
 		{"order-8 share", withShare(lePoint(t, order8a)), failed},
-		{"twist share", withShare(twist), incorrect},
+		// 2 is the u-coordinate of a point on the twist: 2³ + 486662·2² + 2 is not a square.
+		{"twist share", withShare(lePoint(t, big.NewInt(2))), incorrect},
 		{"other share", edit(func(s *age.Stanza) { s.Args[1] = foreign.Args[1] }), incorrect},
 		{"empty body", edit(func(s *age.Stanza) { s.Body = nil }), incorrect},
 		{"short body", edit(func(s *age.Stanza) { s.Body = s.Body[:15] }), incorrect},
@@ -287,6 +304,9 @@ func TestEd25519IdentitiesUsesPreparedIdentity(t *testing.T) {
 	if !strings.HasPrefix(wrapper.public, "ssh-ed25519 ") {
 		t.Fatalf("public key %q", wrapper.public)
 	}
+	if _, ok := ids[1].(*x25519Identity); !ok {
+		t.Fatalf("ssh-to-age identity is %T", ids[1])
+	}
 }
 
 // Points of small order of Curve25519 and their other encodings.
@@ -337,232 +357,55 @@ func specialShares(t testing.TB) [][]byte {
 	return shares
 }
 
-// torsionShares gives points of the full group, [r]B plus each point of order dividing 8, so the
-// cofactor in the combined scalar is exercised on points that are not in the prime-order subgroup.
-func torsionShares(t testing.TB, n int) [][]byte {
-	t.Helper()
-	// An Edwards point of order 8.
-	enc := []byte{0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05}
-	t8, err := new(edwards25519.Point).SetBytes(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shares [][]byte
-	for range n {
-		wide := make([]byte, 64)
-		rand.Read(wide)
-		r, _ := edwards25519.NewScalar().SetUniformBytes(wide)
-		p := new(edwards25519.Point).ScalarBaseMult(r)
-		for range 8 {
-			p.Add(p, t8)
-			shares = append(shares, p.BytesMontgomery())
-		}
-	}
-	return shares
-}
-
-// twistPoint returns a u-coordinate on the twist, found by trying random strings.
-func twistPoint(t testing.TB) []byte {
-	for range 200 {
-		u := make([]byte, 32)
-		rand.Read(u)
-		var e field.Element
-		if _, err := e.SetBytes(u); err != nil {
-			t.Fatal(err)
-		}
-		if !onCurve(&e) {
-			return u
-		}
-	}
-	t.Fatal("no twist point in 200 random strings")
-	return nil
-}
-
-// referenceSharedSecret is agessh's computation, from the key alone.
-func referenceSharedSecret(t testing.TB, key ed25519.PrivateKey, share []byte) ([]byte, error) {
-	t.Helper()
-	s := sha512.Sum512(key.Seed())
-	pub, err := ssh.NewPublicKey(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tweak := make([]byte, 32)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, nil, pub.Marshal(), []byte(sshEd25519Label)), tweak); err != nil {
-		t.Fatal(err)
-	}
-	first, err := curve25519.X25519(s[:32], share)
-	if err != nil {
-		return nil, err
-	}
-	second, _ := curve25519.X25519(tweak, first)
-	return second, nil
-}
-
-// compareSharedSecret checks the prepared computation against the reference on one share and
-// reports whether it took the twist branch.
-func compareSharedSecret(t testing.TB, k *testKey, share []byte) bool {
-	t.Helper()
-	want, wantErr := referenceSharedSecret(t, k.key, share)
-	got, twist, gotErr := k.prepared.sharedSecret(share)
-	if (gotErr == nil) != (wantErr == nil) {
-		t.Fatalf("share %x (twist %v): error %v, reference error %v", share, twist, gotErr, wantErr)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("share %x (twist %v): shared secrets differ", share, twist)
-	}
-	return twist
-}
-
-func TestSSHEd25519SharedSecretMatchesX25519(t *testing.T) {
-	random := 1500
+// TestSSHEd25519MatchesAgesshOnShares puts unusual and random shares in a stanza with the key's
+// fingerprint and checks that both identities refuse it the same way: low-order points as
+// errors, everything else (on the curve or on its twist) as a stanza for another key.
+func TestSSHEd25519MatchesAgesshOnShares(t *testing.T) {
+	random := 500
 	if testing.Short() {
-		random = 200
+		random = 100
 	}
 	prng := mathrand.NewChaCha8([32]byte{'s', 'e', 'c', 'r', 'e', 't', 'd'})
-	var onCurve, twist, errs int
-	for n := range 3 {
-		seed := make([]byte, 32)
-		prng.Read(seed)
-		k := newTestKey(t, seed)
-		other := newTestKey(t, nil)
-
-		shares := specialShares(t)
-		shares = append(shares, torsionShares(t, 20)...)
-		for range 20 {
-			for _, r := range []*testKey{k, other} {
-				share, err := stanzaBase64.DecodeString(r.wrap(t, make([]byte, 16)).Args[1])
-				if err != nil {
-					t.Fatal(err)
-				}
-				high := bytes.Clone(share)
-				high[31] |= 0x80
-				shares = append(shares, share, high)
-			}
-		}
-		for range random {
-			u := make([]byte, 32)
-			prng.Read(u)
-			shares = append(shares, u)
-		}
-		for _, share := range shares {
-			if _, err := referenceSharedSecret(t, k.key, share); err != nil {
-				errs++
-			}
-			if compareSharedSecret(t, k, share) {
-				twist++
-			} else {
-				onCurve++
-			}
-		}
-		t.Logf("key %d: %d shares", n, len(shares))
+	seed := make([]byte, 32)
+	prng.Read(seed)
+	k := newTestKey(t, seed)
+	good := k.wrap(t, make([]byte, 16))
+	shares := specialShares(t)
+	for range random {
+		u := make([]byte, 32)
+		prng.Read(u)
+		shares = append(shares, u)
 	}
-	t.Logf("%d on the curve, %d on the twist, %d rejected", onCurve, twist, errs)
-	if onCurve == 0 || twist == 0 || errs == 0 {
-		t.Fatalf("branches not all exercised: %d on the curve, %d on the twist, %d rejected", onCurve, twist, errs)
+	counts := map[outcome]int{}
+	for _, share := range shares {
+		stanza := &age.Stanza{Type: good.Type, Args: []string{good.Args[0], stanzaBase64.EncodeToString(share)}, Body: good.Body}
+		counts[k.sameUnwrap(t, "share", []*age.Stanza{stanza})]++
+	}
+	if counts[failed] == 0 || counts[incorrect] == 0 {
+		t.Fatalf("outcomes %v: low-order and ordinary shares not both exercised", counts)
 	}
 }
 
-// groupOrder is l, the order of the prime-order subgroup.
-var groupOrder = bigInt("7237005577332262213973186563042994240857116359379907606001950938285454250989")
-
-func leInt(b []byte) *big.Int {
-	be := bytes.Clone(b)
-	for i, j := 0, len(be)-1; i < j; i, j = i+1, j-1 {
-		be[i], be[j] = be[j], be[i]
-	}
-	return new(big.Int).SetBytes(be)
-}
-
-func TestSSHEd25519CombinedScalar(t *testing.T) {
-	clampedOverEight := func(x []byte) *big.Int {
-		v := leInt(x[:32])
-		v.SetBit(v, 255, 0)
-		v.SetBit(v, 254, 1)
-		return v.Rsh(v, 3)
-	}
-	for range 20 {
-		k := newTestKey(t, nil)
-		s := sha512.Sum512(k.key.Seed())
-		tweak := make([]byte, 32)
-		if _, err := io.ReadFull(hkdf.New(sha256.New, nil, k.pub.Marshal(), []byte(sshEd25519Label)), tweak); err != nil {
-			t.Fatal(err)
-		}
-		c := new(big.Int).Mul(clampedOverEight(s[:]), clampedOverEight(tweak))
-		c.Mul(c, big.NewInt(8)).Mod(c, groupOrder)
-		want := c.Lsh(c, 3)
-		if leInt(k.prepared.k[:]).Cmp(want) != 0 {
-			t.Fatal("combined scalar is not 8·((8ab) mod l)")
-		}
-	}
-}
-
-// TestLadderFullScalar checks the ladder against Edwards arithmetic on scalars X25519 never
-// uses: bit 255 set, bits 0 to 2 set, beyond l. A combined scalar can in principle reach 2^255.
-func TestLadderFullScalar(t *testing.T) {
-	// An Edwards point of order 8.
-	t8, err := new(edwards25519.Point).SetBytes([]byte{0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05})
+// FuzzUnwrap holds an ssh-ed25519 stanza of arbitrary fingerprint, share and body to agessh,
+// and an X25519 stanza of the same share and body to age.
+func FuzzUnwrap(f *testing.F) {
+	k := newTestKey(f, bytes.Repeat([]byte{7}, 32))
+	stanzas, err := k.recipient.Wrap(make([]byte, 16))
 	if err != nil {
-		t.Fatal(err)
+		f.Fatal(err)
 	}
-	one := big.NewInt(1)
-	scalars := []*big.Int{
-		big.NewInt(0), one, big.NewInt(8),
-		new(big.Int).Sub(new(big.Int).Lsh(one, 256), one),
-		new(big.Int).Lsh(one, 255),
-		new(big.Int).Lsh(groupOrder, 3),
-		new(big.Int).Lsh(new(big.Int).Sub(groupOrder, one), 3),
-		new(big.Int).Lsh(new(big.Int).Lsh(one, 252), 3),
+	good := stanzas[0]
+	f.Add(good.Args[0], good.Args[1], good.Body)
+	f.Add(good.Args[0], stanzaBase64.EncodeToString(lePoint(f, order8a)), good.Body)
+	f.Add("", "", []byte{})
+	x25519Stanzas, err := k.x25519Recipient.Wrap(make([]byte, 16))
+	if err != nil {
+		f.Fatal(err)
 	}
-	for range 200 {
-		b := make([]byte, 32)
-		rand.Read(b)
-		scalars = append(scalars, leInt(b))
-	}
-	for i, k := range scalars {
-		wide := make([]byte, 64)
-		rand.Read(wide)
-		r, _ := edwards25519.NewScalar().SetUniformBytes(wide)
-		base := new(edwards25519.Point).ScalarBaseMult(r)
-		torsion := i % 8
-
-		p := new(edwards25519.Point).Set(base)
-		for range torsion {
-			p.Add(p, t8)
-		}
-		// [k]P = [k mod l]([r]B) + [(k·torsion) mod 8]T8.
-		kl, err := edwards25519.NewScalar().SetCanonicalBytes(lePoint(t, new(big.Int).Mod(k, groupOrder)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := new(edwards25519.Point).ScalarMult(kl, base)
-		m := new(big.Int).Mod(new(big.Int).Mul(k, big.NewInt(int64(torsion))), big.NewInt(8)).Int64()
-		for range m {
-			want.Add(want, t8)
-		}
-
-		var u field.Element
-		if _, err := u.SetBytes(p.BytesMontgomery()); err != nil {
-			t.Fatal(err)
-		}
-		var kb [32]byte
-		copy(kb[:], lePoint(t, k))
-		if got := ladder(&kb, &u).Bytes(); !bytes.Equal(got, want.BytesMontgomery()) {
-			t.Fatalf("scalar %d (bit length %d, torsion %d): ladder differs from Edwards arithmetic", i, k.BitLen(), torsion)
-		}
-	}
-}
-
-func FuzzSSHEd25519SharedSecret(f *testing.F) {
-	f.Add([]byte("seed"), make([]byte, 32))
-	f.Add([]byte("seed"), lePoint(f, order8a))
-	f.Add([]byte{}, lePoint(f, new(big.Int).Add(fieldP, big.NewInt(1))))
-	f.Add([]byte("another seed"), bytes.Repeat([]byte{0xff}, 32))
-	f.Fuzz(func(t *testing.T, seed, u []byte) {
-		s := sha256.Sum256(seed)
-		k := newTestKey(t, s[:])
-		share := make([]byte, 32)
-		copy(share, u)
-		compareSharedSecret(t, k, share)
+	f.Add("", x25519Stanzas[0].Args[0], x25519Stanzas[0].Body)
+	f.Fuzz(func(t *testing.T, fingerprint, share string, body []byte) {
+		k.sameUnwrap(t, "fuzzed ssh-ed25519 stanza", []*age.Stanza{{Type: "ssh-ed25519", Args: []string{fingerprint, share}, Body: body}})
+		sameUnwrap(t, "fuzzed X25519 stanza", k.x25519, k.x25519Oracle, []*age.Stanza{{Type: "X25519", Args: []string{share}, Body: body}})
 	})
 }
 

@@ -3,51 +3,38 @@ package manifest_test
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/secretd/secretd/manifest"
 )
 
-// FuzzDecode feeds arbitrary bytes to Decode, which must never panic, must agree with the
-// encoding/json-based decoder it replaced (the same manifest, or the same error), and must
-// return either an error or a manifest that validates again and survives a round trip through
-// JSON unchanged. The seed corpus is in testdata/fuzz/FuzzDecode.
+// FuzzDecode feeds arbitrary bytes to Decode, which must never panic and must return either a
+// readable error — valid UTF-8, no control characters but the line breaks between problems,
+// every problem on its own line starting with a location — or a manifest that validates again,
+// has its defaults filled in and survives a round trip through JSON unchanged. The seed corpus
+// is in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(minimal))
+	f.Add([]byte(`{"version": 1, "identities": ["/k"], "secrets": [{"name": "a\nb", "file": "/a", "x\u0001": 1}]}`))
+	f.Add([]byte(`{"version": 1, "identities": ["/k"], "templates": [{"name": "\u001b[2J", "content": "<SECRETD:\u0007>"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := manifest.Decode(data)
-		want, wantErr := manifest.OracleDecode(data)
-		switch {
-		case (err == nil) != (wantErr == nil):
-			t.Fatalf("Decode and the encoding/json decoder disagree:\nDecode: %v\nencoding/json: %v", err, wantErr)
-		case err != nil && err.Error() != wantErr.Error():
-			t.Fatalf("Decode and the encoding/json decoder report differently:\nDecode: %v\nencoding/json: %v", err, wantErr)
-		case err == nil && !reflect.DeepEqual(m, want):
-			t.Fatalf("Decode and the encoding/json decoder decode differently:\nDecode: %#v\nencoding/json: %#v", m, want)
-		}
 		if err != nil {
 			if m != nil {
 				t.Fatal("Decode returned a manifest and an error")
 			}
-			if err.Error() == "" {
-				t.Fatal("empty error message")
-			}
+			checkReadable(t, err.Error())
 			return
 		}
 		if err := m.Validate(); err != nil {
 			t.Fatalf("a decoded manifest does not validate again: %v", err)
 		}
-		for i := range m.Secrets {
-			s := &m.Secrets[i]
-			if err := manifest.CheckName(s.Name); err != nil {
-				t.Fatalf("secret name accepted by Decode: %v", err)
-			}
-			if _, err := manifest.ParseMode(s.Mode); err != nil {
-				t.Fatalf("secret mode accepted by Decode: %v", err)
-			}
-			if s.Owner == "" && s.UID == nil || s.Group == "" && s.GID == nil || s.Format == "" {
-				t.Fatalf("secret %d has no owner, group or format after defaults", i)
+		for i, s := range m.Secrets {
+			if s.Owner == "" && s.UID == nil || s.Group == "" && s.GID == nil || s.Format == "" || s.Mode == "" {
+				t.Fatalf("secret %d has no owner, group, mode or format after defaults", i)
 			}
 		}
 		encoded, err := json.Marshal(m)
@@ -66,4 +53,26 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("a round trip changed the manifest:\n%s\n%s", encoded, reencoded)
 		}
 	})
+}
+
+// checkReadable fails if an error message could garble a terminal or a log line.
+func checkReadable(t *testing.T, msg string) {
+	t.Helper()
+	if msg == "" || !utf8.ValidString(msg) {
+		t.Fatalf("error %q is empty or not UTF-8", msg)
+	}
+	lines := strings.Split(msg, "\n  ")
+	if len(lines) > 1 && !strings.HasSuffix(lines[0], " problems:") {
+		t.Fatalf("error %q lists problems without saying how many", msg)
+	}
+	for i, line := range lines {
+		for _, r := range line {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("error %q holds the unprintable %q", msg, r)
+			}
+		}
+		if i > 0 && !strings.Contains(line, ": ") {
+			t.Fatalf("problem %q does not start with its location", line)
+		}
+	}
 }

@@ -96,9 +96,10 @@ func Load(path string) (*Manifest, error) {
 	return m, nil
 }
 
-// Decode parses a manifest strictly (unknown fields, trailing data and a missing or unknown
-// version are errors), fills in defaults and validates it. Every problem found is reported in
-// one error, each naming its JSON location.
+// Decode parses a manifest strictly (unknown or repeated fields, trailing data and a missing
+// or unknown version are errors), fills in defaults and validates it. A document that cannot be
+// decoded is reported at its first error; a decoded one that does not validate, with every
+// problem found, each naming its JSON location.
 func Decode(data []byte) (*Manifest, error) {
 	m, err := decode(data)
 	if err != nil {

@@ -121,45 +121,6 @@ func TestDecodeReportsEveryProblemWithItsLocation(t *testing.T) {
 	}
 }
 
-func TestDecodeJSONErrors(t *testing.T) {
-	for _, c := range []struct {
-		name, data string
-		want       []string
-	}{
-		{"empty", ``, []string{"malformed JSON"}},
-		{"truncated", `{"version": 1, "secrets": [`, []string{"malformed JSON"}},
-		{"syntax error with its position", "{\n  \"version\": 1,\n  \"secrets\": [}\n", []string{"malformed JSON at line 3, column 15"}},
-		{"not an object", `"manifest"`, []string{"expected"}},
-		{"trailing data", `{"version": 1, "identities": ["/k"]} {"version": 1}`, []string{"malformed JSON", "after top-level value"}},
-		{"missing version", `{"identities": ["/k"]}`, []string{"version: missing (this secretd reads version 1)"}},
-		{"null version", `{"version": null}`, []string{"version: missing"}},
-		{"version 0", `{"version": 0}`, []string{"version: 0 is not supported"}},
-		{"version 2", `{"version": 2, "future": true}`, []string{"version: 2 is not supported (this secretd reads version 1)"}},
-		{"version as a string", `{"version": "1"}`, []string{"version", "string"}},
-		{"version as a float", `{"version": 1.5}`, []string{"version"}},
-		{"unknown top-level field", `{"version": 1, "identities": ["/k"], "secretDir": "/run/s"}`, []string{`unknown field "secretDir"`}},
-		{"unknown field in a secret", `{"version": 1, "identities": ["/k"], "secrets": [{"name": "a", "file": "/a"}, {"name": "b", "file": "/b", "ownr": "x"}]}`,
-			[]string{`"ownr"`, "secrets[1]"}},
-		{"unknown field in a template", `{"version": 1, "identities": ["/k"], "templates": [{"name": "t", "content": "", "text": "x"}]}`,
-			[]string{`"text"`, "templates[0]"}},
-		{"wrong type in a secret", `{"version": 1, "identities": ["/k"], "secrets": [{"name": "a", "file": "/a"}, {"name": "b", "file": "/b", "mode": 400}]}`,
-			[]string{"secrets[1]", "mode", "string"}},
-		{"wrong type at the top", `{"version": 1, "identities": "/k"}`, []string{"identities", "string"}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			m, err := manifest.Decode([]byte(c.data))
-			if err == nil || m != nil {
-				t.Fatalf("accepted: %+v", m)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not hold %q", err, w)
-				}
-			}
-		})
-	}
-}
-
 func TestCheckName(t *testing.T) {
 	for _, good := range []string{"a", "a/b/c", "db-password", "a.b@c+d-e_f", ".hidden", "..a", "a..b", "UPPER/lower/09"} {
 		if err := manifest.CheckName(good); err != nil {

