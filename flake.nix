@@ -34,13 +34,22 @@
       # the overlay is applied (and with a read-only nixpkgs.pkgs).
       nixosModules =
         let
-          withPackage =
-            module:
+          # One module, known by its key, so that importing several of these (the default one
+          # and a compatibility module) defines the package once. The check at build time runs
+          # the build platform's secretd.
+          package =
             { lib, pkgs, ... }:
             {
-              imports = [ module ];
+              key = "secretd-flake-package";
               secretd.package = lib.mkDefault (secretdFor pkgs);
+              secretd.validationPackage = lib.mkDefault (secretdFor pkgs.pkgsBuildHost);
             };
+          withPackage = module: {
+            imports = [
+              module
+              package
+            ];
+          };
         in
         {
           secretd = withPackage ./nixos/module.nix;

@@ -38,7 +38,7 @@ func TestDecodeErrorTexts(t *testing.T) {
 		// Fields: exact names, each once.
 		{"unknown top-level field", top + `"secretDir": "/run/s"}`, `(top level): unknown field "secretDir"`},
 		{"field in another case", top + `"secrets": [{"name": "a", "file": "/a", "Mode": "0444"}]}`, `secrets[0] (a): unknown field "Mode"`},
-		{"unknown template field", top + `"templates": [{"name": "t", "content": "", "file": "/x"}]}`, `templates[0] (t): unknown field "file"`},
+		{"unknown template field", top + `"templates": [{"name": "t", "content": "", "format": "yaml"}]}`, `templates[0] (t): unknown field "format"`},
 		{"repeated at the top", top + `"identities": ["/z"]}`, `(top level): field "identities" appears twice`},
 		{"repeated in a secret", top + `"secrets": [{"name": "a", "mode": "0400", "mode": "0444"}]}`, `secrets[0] (a): field "mode" appears twice`},
 		{"repeated placeholder", top + `"placeholders": {"a": "x", "a": "y"}}`, `placeholders: field "a" appears twice`},

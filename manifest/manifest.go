@@ -3,8 +3,10 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Version is the only manifest version this build understands.
@@ -74,22 +76,26 @@ type Secret struct {
 	Consumers
 }
 
-// Template is one output file rendered from text whose placeholders stand for secrets.
+// Template is one output file rendered from text whose placeholders stand for secrets: Content,
+// or the file File names (a store path, so that a NixOS configuration can build the text
+// without evaluating it), which Load reads into Content.
 type Template struct {
 	Name    string `json:"name"`
 	Content string `json:"content"`
+	File    string `json:"file,omitempty"`
 	Ownership
 	Path string `json:"path,omitempty"`
 	Consumers
 }
 
-// Load reads and decodes the manifest at path. See Decode.
+// Load reads and decodes the manifest at path, with the text of templates given by file. See
+// Decode.
 func Load(path string) (*Manifest, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	m, err := Decode(data)
+	m, err := decodeWith(data, readTemplateFiles)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
@@ -99,17 +105,55 @@ func Load(path string) (*Manifest, error) {
 // Decode parses a manifest strictly (unknown or repeated fields, trailing data and a missing
 // or unknown version are errors), fills in defaults and validates it. A document that cannot be
 // decoded is reported at its first error; a decoded one that does not validate, with every
-// problem found, each naming its JSON location.
+// problem found, each naming its JSON location. Template files are not read.
 func Decode(data []byte) (*Manifest, error) {
+	return decodeWith(data, nil)
+}
+
+func decodeWith(data []byte, load func(*Manifest) Problems) (*Manifest, error) {
 	m, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
 	m.applyDefaults()
+	var p Problems
+	if load != nil {
+		p = load(m)
+	}
 	if err := m.Validate(); err != nil {
-		return nil, err
+		var more Problems
+		if errors.As(err, &more) {
+			p = append(p, more...)
+		} else {
+			return nil, err
+		}
+	}
+	if len(p) > 0 {
+		return nil, p
 	}
 	return m, nil
+}
+
+// readTemplateFiles reads the text of each template given by file into its content.
+func readTemplateFiles(m *Manifest) Problems {
+	var p Problems
+	for i := range m.Templates {
+		t := &m.Templates[i]
+		if t.File == "" || !filepath.IsAbs(t.File) {
+			continue // Validate reports a relative file
+		}
+		if t.Content != "" {
+			p.add(place{"templates", i, t.Name}.String()+".file", "is set, and so is content: set one of them")
+			continue
+		}
+		data, err := os.ReadFile(t.File)
+		if err != nil {
+			p.add(place{"templates", i, t.Name}.String()+".file", "%v", err)
+			continue
+		}
+		t.Content = string(data)
+	}
+	return p
 }
 
 func position(data []byte, offset int64) (line, col int) {

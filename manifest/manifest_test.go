@@ -292,3 +292,47 @@ func TestLoad(t *testing.T) {
 		t.Errorf("missing manifest: %v", err)
 	}
 }
+
+// A template's text may be a file (the NixOS module passes a store path, so that evaluation
+// need not build it): Load reads it and checks its placeholders as if it were content; Decode
+// alone reads nothing.
+func TestLoadReadsTemplateFiles(t *testing.T) {
+	dir := t.TempDir()
+	text := "token = <SECRETD:1:gh/token>\n"
+	if err := os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.tmpl"), []byte("x = <SECRETD:9:x>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := func(templates string) (*manifest.Manifest, error) {
+		path := filepath.Join(dir, "manifest.json")
+		data := `{"version": 1, "identities": ["/k"], "secrets": [{"name": "gh/token", "file": "/gh.age"}],
+			"placeholders": {"gh/token": "<SECRETD:1:gh/token>"}, "templates": ` + templates + `}`
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return manifest.Load(path)
+	}
+	m, err := load(`[{"name": "app.conf", "file": "` + dir + `/app.tmpl"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Templates[0].Content != text {
+		t.Errorf("content %q, want the file's %q", m.Templates[0].Content, text)
+	}
+	for _, c := range []struct{ templates, want string }{
+		{`[{"name": "t", "file": "` + dir + `/bad.tmpl"}]`, `templates[0] (t).content: <SECRETD:9:x> is not a declared placeholder`},
+		{`[{"name": "t", "file": "` + dir + `/missing.tmpl"}]`, `templates[0] (t).file: open ` + dir + `/missing.tmpl: no such file`},
+		{`[{"name": "t", "file": "` + dir + `/app.tmpl", "content": "x"}]`, `templates[0] (t).file: is set, and so is content`},
+		{`[{"name": "t", "file": "app.tmpl"}]`, `templates[0] (t).file: "app.tmpl" must be an absolute path`},
+	} {
+		if _, err := load(c.templates); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.templates, err, c.want)
+		}
+	}
+	m, err = manifest.Decode([]byte(`{"version": 1, "identities": ["/k"], "templates": [{"name": "t", "file": "` + dir + `/bad.tmpl"}]}`))
+	if err != nil || m.Templates[0].Content != "" || m.Templates[0].File != dir+"/bad.tmpl" {
+		t.Errorf("Decode: %v, %+v", err, m)
+	}
+}

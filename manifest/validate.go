@@ -169,6 +169,9 @@ func (m *Manifest) Validate() error {
 			}
 			outputs[out] = pl
 		}
+		if t.File != "" && !filepath.IsAbs(t.File) {
+			p.add(pl.String()+".file", "%q must be an absolute path", t.File)
+		}
 		if strings.Contains(t.Content, placeholderPrefix) {
 			if declared == nil {
 				declared = make(map[string]bool, len(m.Placeholders))

@@ -42,6 +42,7 @@ type evalReport struct {
 	UnitTexts            map[string]string        `json:"unitTexts"`
 	ActivationScripts    map[string]activationRun `json:"activationScripts"`
 	SystemPackages       []string                 `json:"systemPackages"`
+	Warnings             []string                 `json:"warnings"`
 }
 
 type unit struct {
@@ -56,6 +57,7 @@ type unit struct {
 	UnitConfig      map[string]any `json:"unitConfig"`
 	ServiceConfig   map[string]any `json:"serviceConfig"`
 	RestartTriggers []string       `json:"restartTriggers"`
+	Path            []string       `json:"path"`
 }
 
 type activationRun struct {
@@ -184,7 +186,7 @@ func TestRealisticManifest(t *testing.T) {
 		"tailscale/authkey":  {file: storeSops, format: "yaml", key: "tailscale/authkey", owner: "root", group: "root", mode: "0400", restart: []string{"tailscaled.service"}, reload: []string{"tailscaled.service"}},
 		"npmrc":              {file: storeSops, format: "yaml", key: "npmrc", owner: "alice", group: "users", mode: "0400", path: "/home/alice/.npmrc"},
 		"grafana-db":         {file: storeSops, format: "yaml", key: "number", uid: intp(472), gid: intp(472), mode: "0400"},
-		"api-token":          {file: literal("/var/lib/secrets/app.env"), format: "dotenv", key: "API_TOKEN", owner: "root", group: "root", mode: "0400"},
+		"api-token":          {file: literal("/var/lib/secrets/app.env"), format: "dotenv", key: "API_TOKEN", owner: "root", group: "root", mode: "0400", path: "/etc/app/token"},
 	}
 	for name, w := range cases {
 		s := secretByName(t, m, name)
@@ -299,8 +301,12 @@ func checkActivationUnit(t *testing.T, name string, u unit, execStart, trigger s
 		t.Errorf("%s: restartTriggers %v, want [%s]", name, u.RestartTriggers, trigger)
 	}
 	sc := u.ServiceConfig
-	if sc["Type"] != "oneshot" || sc["RemainAfterExit"] != true || sc["ExecStart"] != execStart {
-		t.Errorf("%s: Type %v RemainAfterExit %v ExecStart %v; want oneshot, true, %q", name, sc["Type"], sc["RemainAfterExit"], sc["ExecStart"], execStart)
+	// Inactive once done, so that restarting sysinit-reactivation.target reruns it on every switch.
+	if sc["Type"] != "oneshot" || sc["RemainAfterExit"] != false || sc["ExecStart"] != execStart {
+		t.Errorf("%s: Type %v RemainAfterExit %v ExecStart %v; want oneshot, false, %q", name, sc["Type"], sc["RemainAfterExit"], sc["ExecStart"], execStart)
+	}
+	if !slices.Contains(u.After, "local-fs.target") {
+		t.Errorf("%s: not after local-fs.target (after %v), where identities on service-mounted file systems appear", name, u.After)
 	}
 	for _, opt := range namespacingOptions {
 		if _, ok := sc[opt]; ok {
@@ -339,13 +345,18 @@ func TestRealisticUnits(t *testing.T) {
 		t.Fatal("no secretd service")
 	}
 	checkActivationUnit(t, "secretd", main, stubBinary+" activate --manifest "+stubManifest, stubManifest)
-	if !slices.Equal(main.After, []string{"systemd-sysusers.service"}) {
-		t.Errorf("secretd: after %v, want [systemd-sysusers.service] so that owners exist", main.After)
+	if !slices.Equal(main.After, []string{"local-fs.target", "userborn.service"}) {
+		t.Errorf("secretd: after %v, want [local-fs.target userborn.service] so that owners exist", main.After)
+	}
+	for _, consumer := range []string{"nginx.service", "grafana.service", "gitlab-runner.service", "tailscaled.service"} {
+		if !slices.Contains(main.Before, consumer) {
+			t.Errorf("secretd: not before %s, which reads its secrets (before %v)", consumer, main.Before)
+		}
 	}
 	mounts := anyStrings(main.UnitConfig["RequiresMountsFor"])
-	wantMounts := []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key", "/home/alice", "/etc/nginx"}
+	wantMounts := []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/app", "/home/alice", "/etc/nginx"}
 	if !slices.Equal(mounts, wantMounts) {
-		t.Errorf("secretd: RequiresMountsFor %v, want the keys and the symlinks' directories %v", mounts, wantMounts)
+		t.Errorf("secretd: RequiresMountsFor %v, want the keys and the directories of the symlinks and copies %v", mounts, wantMounts)
 	}
 
 	users, ok := r.Units["secretd-for-users"]
@@ -353,14 +364,14 @@ func TestRealisticUnits(t *testing.T) {
 		t.Fatal("no secretd-for-users service although a secret is neededForUsers and sysusers is on")
 	}
 	checkActivationUnit(t, "secretd-for-users", users, stubBinary+" activate --for-users --manifest "+stubManifestForUser, stubManifestForUser)
-	if !slices.Contains(users.Before, "systemd-sysusers.service") || len(users.After) != 0 {
-		t.Errorf("secretd-for-users: before %v after %v; want before systemd-sysusers.service", users.Before, users.After)
+	if !slices.Contains(users.Before, "userborn.service") || !slices.Equal(users.After, []string{"local-fs.target"}) {
+		t.Errorf("secretd-for-users: before %v after %v; want before userborn.service, after local-fs.target only", users.Before, users.After)
 	}
 	if got := anyStrings(users.UnitConfig["RequiresMountsFor"]); !slices.Equal(got, []string{"/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key"}) {
 		t.Errorf("secretd-for-users: RequiresMountsFor %v", got)
 	}
 	if _, ok := r.ActivationScripts["secretd-for-users"]; ok {
-		t.Error("an activation snippet runs too, although systemd-sysusers creates the users")
+		t.Error("an activation snippet runs too, although userborn creates the users")
 	}
 
 	credentials := map[string]string{
@@ -376,15 +387,16 @@ func TestRealisticUnits(t *testing.T) {
 		if got := anyStrings(u.ServiceConfig["LoadCredential"]); !slices.Equal(got, []string{want}) {
 			t.Errorf("%s: LoadCredential %v, want [%s]", svc, got, want)
 		}
-		if !slices.Equal(u.After, []string{"secretd.service"}) || !slices.Equal(u.Wants, []string{"secretd.service"}) {
-			t.Errorf("%s: after %v wants %v, want secretd.service", svc, u.After, u.Wants)
+		// Not wanted: starting the consumer would rerun secretd.service, inactive once done.
+		if !slices.Equal(u.After, []string{"secretd.service"}) || len(u.Wants) != 0 {
+			t.Errorf("%s: after %v wants %v, want after secretd.service only", svc, u.After, u.Wants)
 		}
 	}
 	if r.CredentialNames["tailscale/authkey"] != "tailscale_authkey" {
 		t.Errorf("credentialName of tailscale/authkey is %q", r.CredentialNames["tailscale/authkey"])
 	}
-	if len(r.Units) != 4 {
-		t.Errorf("units %v: want only secretd, secretd-for-users and the two credential users", keys(r.Units))
+	if want := []string{"gitlab-runner", "grafana", "nginx", "secretd", "secretd-for-users", "tailscaled"}; !slices.Equal(keys(r.Units), want) {
+		t.Errorf("units %v, want %v: the module adds no unit but its own", keys(r.Units), want)
 	}
 }
 
@@ -409,6 +421,7 @@ func TestClassicUserCreation(t *testing.T) {
 	if !slices.Equal(snippet.Deps, []string{"specialfs"}) {
 		t.Errorf("snippet deps %v, want [specialfs] (it needs /run)", snippet.Deps)
 	}
+	bashParses(t, "secretd-for-users", snippet.Text)
 	wantRun := stubBinary + " activate --for-users --manifest " + stubManifestForUser
 	if !strings.Contains(snippet.Text, wantRun) {
 		t.Errorf("snippet does not run %q:\n%s", wantRun, snippet.Text)
@@ -416,8 +429,15 @@ func TestClassicUserCreation(t *testing.T) {
 	if !slices.Contains(r.ActivationScripts["users"].Deps, "secretd-for-users") {
 		t.Errorf("the users script does not depend on the snippet: deps %v", r.ActivationScripts["users"].Deps)
 	}
-	if u := r.Units["secretd"]; len(u.After) != 0 {
-		t.Errorf("secretd: after %v, want nothing without sysusers or userborn", u.After)
+	if u := r.Units["secretd"]; !slices.Equal(u.After, []string{"local-fs.target"}) {
+		t.Errorf("secretd: after %v, want local-fs.target only without sysusers or userborn", u.After)
+	}
+	if !strings.Contains(snippet.Text, "--no-signal") {
+		t.Errorf("the snippet may restart units before switch-to-configuration reloaded systemd:\n%s", snippet.Text)
+	}
+	dry, ok := r.ActivationScripts["secretd"]
+	if !ok || !strings.Contains(dry.Text, "dry-activate") || !strings.Contains(dry.Text, stubBinary+" activate --dry-run --manifest "+stubManifest) {
+		t.Errorf("no snippet printing secretd's dry run under nixos-rebuild dry-activate: %+v", dry)
 	}
 	decodeManifest(t, r.Manifest)
 	decodeManifest(t, r.ManifestForUsers)
@@ -425,8 +445,8 @@ func TestClassicUserCreation(t *testing.T) {
 
 func TestUserborn(t *testing.T) {
 	r := evalGood(t, "userborn")
-	if !slices.Equal(r.Units["secretd"].After, []string{"userborn.service"}) {
-		t.Errorf("secretd: after %v, want [userborn.service]", r.Units["secretd"].After)
+	if !slices.Equal(r.Units["secretd"].After, []string{"local-fs.target", "userborn.service"}) {
+		t.Errorf("secretd: after %v, want [local-fs.target userborn.service]", r.Units["secretd"].After)
 	}
 	users, ok := r.Units["secretd-for-users"]
 	if !ok || !slices.Contains(users.Before, "userborn.service") || slices.Contains(users.Before, "systemd-sysusers.service") {
@@ -615,8 +635,8 @@ func TestSopsCompat(t *testing.T) {
 	r := evalGood(t, "sops-compat")
 	m := decodeManifest(t, r.Manifest)
 	// The key file is given as a Nix path: it must stay where it is, not be copied to the store.
-	if m.SecretsDir != "/run/secrets" || !slices.Equal(m.Identities, []string{"/etc/ssh/ssh_host_ed25519_key", "/var/lib/sops-nix/key.txt"}) {
-		t.Errorf("secretsDir %q identities %v, want /run/secrets, sops-nix's ed25519 host key and age.keyFile", m.SecretsDir, m.Identities)
+	if m.SecretsDir != "/run/secrets" || !slices.Equal(m.Identities, []string{"/etc/ssh/ssh_host_ed25519_key", "/var/lib/sops-nix/key.txt", "/etc/ssh/ssh_host_rsa_key"}) {
+		t.Errorf("secretsDir %q identities %v, want /run/secrets, sops-nix's ed25519 host key, age.keyFile and its RSA host key for PGP", m.SecretsDir, m.Identities)
 	}
 	gh := secretByName(t, m, "github/oauth_token")
 	if !storeSops.MatchString(gh.File) || gh.Format != "yaml" || gh.Key != "github/oauth_token" || gh.Owner != "grafana" || gh.Group != "grafana" || gh.UID != nil || !slices.Equal(gh.RestartUnits, []string{"grafana.service"}) {
@@ -637,5 +657,144 @@ func TestSopsCompat(t *testing.T) {
 	}
 	if _, ok := r.ActivationScripts["secretd-for-users"]; !ok {
 		t.Error("neededForUsers through sops.secrets gives no activation snippet")
+	}
+}
+
+// TestEarlyReaders: secretd.service is ordered before the units that restart on its secrets
+// and before units without default dependencies (started before sysinit.target) that name a
+// secret's path, but not before ordinary units that do.
+func TestEarlyReaders(t *testing.T) {
+	r := evalGood(t, "early-readers")
+	before := r.Units["secretd"].Before
+	for _, want := range []string{"app.service", "wg-setup.service"} {
+		if !slices.Contains(before, want) {
+			t.Errorf("secretd: not before %s (before %v)", want, before)
+		}
+	}
+	if !slices.Contains(before, "systemd-networkd.service") {
+		t.Errorf("secretd: not before systemd-networkd.service, which reads a WireGuard key from it (before %v)", before)
+	}
+	if slices.Contains(before, "wireguard-*") {
+		t.Errorf("secretd: before the pattern wireguard-*, which NixOS refuses as a unit name")
+	}
+	if slices.Contains(before, "late-reader.service") {
+		t.Errorf("secretd: before late-reader.service, which starts after sysinit.target anyway")
+	}
+}
+
+// TestFlakeModulesCompose imports nixosModules.default next to both compatibility modules, as
+// users add them: the package is defined once, and the build-time check runs validationPackage.
+func TestFlakeModulesCompose(t *testing.T) {
+	r := evalGood(t, "flake-modules")
+	if len(r.SystemPackages) != 1 || !strings.HasSuffix(r.SystemPackages[0], "-secretd-0.1.0") {
+		t.Errorf("system packages %v, want the flake's secretd once", r.SystemPackages)
+	}
+	if !strings.Contains(r.CheckCommand, "secretd check --manifest") {
+		t.Errorf("the manifest is not checked: %q", r.CheckCommand)
+	}
+	m := decodeManifest(t, r.Manifest)
+	if s := secretByName(t, m, "github/oauth_token"); s.Key != "github/oauth_token" {
+		t.Errorf("github/oauth_token: %+v", s)
+	}
+}
+
+func TestPlugins(t *testing.T) {
+	r := evalGood(t, "plugins")
+	u := r.Units["secretd"]
+	if u.ServiceConfig["DevicePolicy"] != "auto" {
+		t.Errorf("DevicePolicy %v with plugins, want auto so they reach their devices", u.ServiceConfig["DevicePolicy"])
+	}
+	if !slices.ContainsFunc(u.Path, func(p string) bool { return strings.HasSuffix(p, "-age-plugin-yubikey") }) {
+		t.Errorf("path %v lacks the plugin", u.Path)
+	}
+	if r := evalGood(t, "empty"); r.Units["secretd"].ServiceConfig["DevicePolicy"] != "closed" || len(r.Units["secretd"].Path) != 0 {
+		t.Errorf("without plugins: DevicePolicy %v path %v, want closed and none", r.Units["secretd"].ServiceConfig["DevicePolicy"], r.Units["secretd"].Path)
+	}
+}
+
+func TestCrossValidation(t *testing.T) {
+	if r := evalGood(t, "cross"); !strings.HasPrefix(r.CheckCommand, "/usr/local/build/bin/secretd check") {
+		t.Errorf("a cross-compiled system checks its manifest with %q, want the build platform's secretd", r.CheckCommand)
+	}
+	if r := evalGood(t, "empty"); !strings.HasPrefix(r.CheckCommand, stubBinary+" check") {
+		t.Errorf("a native system checks its manifest with %q, want its own secretd", r.CheckCommand)
+	}
+}
+
+func TestLatePasswordFileWarns(t *testing.T) {
+	r := evalGood(t, "late-password")
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `secretd.secrets."bob-password" is a user's hashedPasswordFile but not neededForUsers`) {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	if r := evalGood(t, "realistic"); len(r.Warnings) != 0 {
+		t.Errorf("a neededForUsers password file draws warnings %q", r.Warnings)
+	}
+}
+
+// bashParses fails when an activation snippet is not valid bash (the activation script is).
+func bashParses(t *testing.T, name, text string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	cmd := exec.Command(bash, "-n")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("snippet %s is not valid bash: %v\n%s\n%s", name, err, out, text)
+	}
+}
+
+// TestPackageNeedsGoOfGoMod: with a nixpkgs whose Go is older than go.mod's, package.nix fails
+// saying which Go it needs, instead of a toolchain download refused in the build sandbox.
+func TestPackageNeedsGoOfGoMod(t *testing.T) {
+	lib := testenv.NixpkgsLib(t)
+	instantiate := lookNix(t, "nix-instantiate")
+	pkg := filepath.Join(repoRoot(t), "nixos", "package.nix")
+	eval := func(goVersion string) (string, error) {
+		expr := fmt.Sprintf(`let lib = import %s; in (import %s {
+			inherit lib; vendorHash = null; go = { version = %q; };
+			buildGoModule = args: args.pname + "-" + args.version; })`, lib, pkg, goVersion)
+		out, err := exec.Command(instantiate, "--eval", "--strict", "--readonly-mode", "-E", expr).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := eval("1.20.4"); err == nil || !strings.Contains(out, "secretd needs Go") || !strings.Contains(out, "this nixpkgs has Go 1.20.4") {
+		t.Errorf("Go 1.20.4: %v\n%s", err, out)
+	}
+	if out, err := eval("99.0"); err != nil || !strings.Contains(out, "secretd-0.1.0") {
+		t.Errorf("Go 99.0: %v\n%s", err, out)
+	}
+}
+
+// TestCopies: symlink = false asks for a copy at path (the manifest's "symlink": false); a
+// secret left where secretd puts it needs neither.
+func TestCopies(t *testing.T) {
+	r := evalGood(t, "copies")
+	var m struct {
+		Secrets []map[string]any `json:"secrets"`
+	}
+	if err := json.Unmarshal(r.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]any{
+		"copied":        {"path": "/etc/app/token", "symlink": false},
+		"linked":        {"path": "/etc/app/linked"},
+		"default-place": {},
+	}
+	for _, s := range m.Secrets {
+		name, _ := s["name"].(string)
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("unexpected secret %q", name)
+			continue
+		}
+		for _, field := range []string{"path", "symlink"} {
+			if s[field] != w[field] {
+				t.Errorf("%s: %s = %v, want %v", name, field, s[field], w[field])
+			}
+		}
+	}
+	if mounts := anyStrings(r.Units["secretd"].UnitConfig["RequiresMountsFor"]); !slices.Contains(mounts, "/etc/app") {
+		t.Errorf("RequiresMountsFor %v lacks the copy's directory", mounts)
 	}
 }

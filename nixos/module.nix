@@ -3,9 +3,10 @@
 # It turns `secretd.secrets.<name>` and `secretd.templates.<name>` into a version 1 manifest
 # (see manifest/manifest.go, the contract with the daemon), checks that manifest at build time
 # with `secretd check`, and runs `secretd activate` on it from an early-boot oneshot unit that
-# NixOS reruns on every switch that changes the manifest.
+# NixOS reruns on every switch.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -25,10 +26,14 @@ let
 
   cfg = config.secretd;
 
-  # Secrets needed to create users (hashedPasswordFile) live apart from the others: they are
-  # activated before users exist, so they can only be owned by root.
-  forUsersSecretsDir = "/run/secrets-for-users";
-  forUsersMountPoint = "/run/secrets-for-users.d";
+  # Secrets needed to create users (hashedPasswordFile) live apart from the others (unless
+  # forUsersSecretsDir is secretsDir, see there): they are activated before users exist, so
+  # they can only be owned by root.
+  forUsersSecretsDir = cfg.forUsersSecretsDir;
+  forUsersMountPoint = cfg.forUsersMountPoint;
+  # agenix keeps password files among the other secrets: they are activated into that
+  # directory at boot before users, then again with all the others.
+  sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
   formats = [
     "binary"
@@ -97,7 +102,7 @@ let
         description = "Numeric group, used instead of a name lookup.";
       };
       mode = mkOption {
-        type = types.strMatching "0?[0-7]{3}";
+        type = types.strMatching "0?[0-7]{3,4}";
         default = "0400";
         example = "0440";
         description = "Permission bits of the file, in octal.";
@@ -186,8 +191,9 @@ let
           type = types.bool;
           default = true;
           description = ''
-            Whether secretd creates the symlink at `path` when `path` differs from its default.
-            Turn this off when something else provides that path.
+            Whether `path`, when it differs from its default, is a symlink to the secret, or
+            (false, as agenix's `symlink = false`) a copy of it with its owner and mode, for
+            programs that do not follow symlinks. A copy on a disk holds plaintext there.
           '';
         };
         neededForUsers = mkOption {
@@ -239,9 +245,20 @@ let
               password = ''${config.secretd.placeholder."db/password"}
             '''
           '';
+          default = "";
           description = ''
             Text of the file. Each `config.secretd.placeholder.<secret>` in it is replaced by
             that secret's value when secrets are activated.
+          '';
+        };
+        file = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = literalExpression ''(pkgs.formats.ini { }).generate "app.ini" { db.password = config.secretd.placeholder.db; }'';
+          description = ''
+            A file holding the text instead of `content`, such as a derivation: secretd reads it
+            when it loads the manifest, so evaluating the configuration never builds it (no
+            import from derivation).
           '';
         };
         path = mkOption {
@@ -258,7 +275,7 @@ let
   );
 
   allSecrets = lib.attrValues cfg.secrets;
-  mainSecrets = lib.filter (s: !s.neededForUsers) allSecrets;
+  mainSecrets = lib.filter (s: !s.neededForUsers || sharedForUsersDir) allSecrets;
   userSecrets = lib.filter (s: s.neededForUsers) allSecrets;
   templates = lib.attrValues cfg.templates;
 
@@ -287,7 +304,9 @@ let
 
   # The manifest's `path` is the extra symlink only: it is left out when the output stays where
   # secretd puts it anyway.
-  linkEntry = path: location: symlink: lib.optionalAttrs (symlink && path != location) { inherit path; };
+  linkEntry =
+    path: location: symlink:
+    lib.optionalAttrs (path != location) ({ inherit path; } // lib.optionalAttrs (!symlink) { symlink = false; });
 
   secretEntry =
     s:
@@ -311,6 +330,7 @@ let
     {
       inherit (t) name content;
     }
+    // lib.optionalAttrs (t.file != null) { file = "${t.file}"; }
     // ownershipEntry t
     // linkEntry t.path (renderedLocationOf t) true
     // consumersEntry t.restartUnits t.reloadUnits;
@@ -323,7 +343,13 @@ let
       templates,
     }:
     let
-      used = lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
+      # Which placeholders a template file holds is not known without building it: then
+      # every secret's is declared.
+      used =
+        if lib.any (t: t.file != null) templates then
+          secrets
+        else
+          lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
       placeholders = lib.listToAttrs (map (s: lib.nameValuePair s.name (placeholderOf s.name)) used);
     in
     {
@@ -331,6 +357,9 @@ let
       inherit secretsDir mountPoint;
       inherit (cfg) keepGenerations;
       identities = cfg.identityPaths;
+    }
+    // lib.optionalAttrs (cfg.gnupgHome != null) { inherit (cfg) gnupgHome; }
+    // {
       secrets = map secretEntry secrets;
       templates = map templateEntry templates;
     }
@@ -352,7 +381,7 @@ let
           allowSubstitutes = false;
         }
         ''
-          ${cfg.package}/bin/secretd check --manifest ${unchecked}
+          ${cfg.validationPackage}/bin/secretd check --manifest ${unchecked}
           cp ${unchecked} "$out"
         '';
 
@@ -404,7 +433,7 @@ let
   linkDirsOf =
     secrets: templates:
     map (o: dirOf o.path) (
-      lib.filter (s: s.symlink && s.path != locationOf s) secrets
+      lib.filter (s: s.path != locationOf s) secrets
       ++ lib.filter (t: t.path != renderedLocationOf t) templates
     );
 
@@ -416,13 +445,19 @@ let
       linkDirs,
       after ? [ ],
       before ? [ ],
+      unitConfig ? { },
     }:
     {
-      inherit description after;
+      inherit description;
+      # Identities on file systems that services mount (ZFS datasets without legacy
+      # mountpoints) are there only after local-fs.target.
+      after = [ "local-fs.target" ] ++ after;
       wantedBy = [ "sysinit.target" ];
-      # NixOS restarts sysinit-reactivation.target on every switch; a unit it requires and
-      # that is ordered before it is restarted there when its restartTriggers change, before
-      # the units that read the secrets.
+      # NixOS restarts sysinit-reactivation.target on every switch and `test`, which starts
+      # the units it requires that are not active. Without RemainAfterExit the unit is inactive
+      # once done, so every switch reruns it, after systemd has loaded the new unit: encrypted
+      # files outside the store are read again and a damaged secrets directory is repaired,
+      # even when the manifest did not change.
       requiredBy = [ "sysinit-reactivation.target" ];
       before = [
         "sysinit.target"
@@ -433,16 +468,83 @@ let
       # Without default dependencies, nothing else stops it at shutdown.
       conflicts = [ "shutdown.target" ];
       restartTriggers = [ manifestFile ];
+      # age plugins (YubiKey, TPM) and gpg run as programs found on PATH.
+      path = programs;
+      inherit (cfg) environment;
       unitConfig = {
         DefaultDependencies = false;
-        RequiresMountsFor = lib.unique (cfg.identityPaths ++ linkDirs);
-      };
-      serviceConfig = hardening // {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        ExecStart = "${cfg.package}/bin/secretd activate${extraArgs} --manifest ${manifestFile}";
-      };
+        RequiresMountsFor = lib.unique (
+          cfg.identityPaths ++ lib.optional (cfg.gnupgHome != null) cfg.gnupgHome ++ linkDirs
+        );
+      }
+      // unitConfig;
+      serviceConfig =
+        hardening
+        // {
+          Type = "oneshot";
+          RemainAfterExit = false;
+          ExecStart = "${cfg.package}/bin/secretd activate${extraArgs} --manifest ${manifestFile}";
+        }
+        # Plugins talk to their hardware (hidraw, USB, TPM): device nodes are allowed only then.
+        // lib.optionalAttrs (cfg.plugins != [ ]) { DevicePolicy = "auto"; };
     };
+
+  # Units that read the secrets: those the configuration names as consumers, and units that
+  # start before sysinit.target (DefaultDependencies=no, such as network and cryptsetup units)
+  # and name a secret's path in their settings or script.
+  secretPaths = map (s: s.path) allSecrets ++ map (t: t.path) templates;
+  earlyReaders = lib.attrNames (
+    lib.filterAttrs (
+      name: u:
+      !(lib.hasPrefix "secretd" name)
+      && lib.elem (u.unitConfig.DefaultDependencies or true) [
+        false
+        "no"
+        "false"
+      ]
+      && (
+        let
+          text = builtins.toJSON [
+            (u.serviceConfig or { })
+            (u.script or "")
+            (u.environment or { })
+          ];
+        in
+        lib.hasInfix cfg.secretsDir text || lib.any (p: lib.hasInfix p text) secretPaths
+      )
+    ) config.systemd.services
+  );
+  # systemd-networkd reads WireGuard keys named in .netdev files before sysinit.target.
+  readsSecret = f: builtins.isString f && (lib.hasPrefix "${cfg.secretsDir}/" f || lib.elem f secretPaths);
+  networkdKeyFiles = lib.concatMap (
+    netdev:
+    [ (netdev.wireguardConfig.PrivateKeyFile or null) ]
+    ++ map (peer: peer.PresharedKeyFile or peer.wireguardPeerConfig.PresharedKeyFile or null) (
+      netdev.wireguardPeers or [ ]
+    )
+  ) (lib.attrValues (config.systemd.network.netdevs or { }));
+  networkdReadsSecrets = lib.any readsSecret networkdKeyFiles;
+
+  # Only whole unit names can be ordered against (NixOS's unitNameType); a pattern such as
+  # "wireguard-*" cannot.
+  isUnitName =
+    u: builtins.match "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)" u != null;
+  consumerUnits = lib.filter isUnitName (lib.unique (
+    lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (mainSecrets ++ templates)
+    ++ map (u: "${u.unit}.service") credentialUsers
+    ++ map (n: "${n}.service") earlyReaders
+    ++ lib.optional networkdReadsSecrets "systemd-networkd.service"
+  ));
+
+  # What the units get from `path` and `environment`, for the activation snippets.
+  # Programs secretd runs: age plugins, and gpg only for a GnuPG home.
+  programs = cfg.plugins ++ lib.optional (cfg.gnupgHome != null) cfg.gnupgPackage;
+  snippetEnv = lib.concatStringsSep " " (
+    lib.optional (programs != [ ]) "PATH=${lib.makeBinPath programs}\${PATH:+:$PATH}"
+    ++ lib.mapAttrsToList (n: v: "${n}=${lib.escapeShellArg v}") cfg.environment
+  );
+  secretdCommand = lib.optionalString (snippetEnv != "") "${snippetEnv} " + "${cfg.package}/bin/secretd activate";
+  forUsersCommand = "${secretdCommand} --for-users --manifest ${cfg.manifestFileForUsers}";
 
   # Services that load a secret as a credential.
   credentialUsers = lib.concatMap (
@@ -453,7 +555,21 @@ let
     }) s.services
   ) allSecrets;
 
+  passwordFiles = lib.filter (f: f != null) (
+    lib.mapAttrsToList (_: u: u.hashedPasswordFile or null) config.users.users
+  );
+
   # Assertions.
+
+  # A service in `services` must be declared by something else than this module, which only
+  # adds LoadCredential= to it.
+  thisFile = toString ./module.nix;
+  declaredServices = lib.unique (
+    lib.concatMap (d: lib.attrNames d.value) (
+      lib.filter (d: d.file != thisFile) options.systemd.services.definitionsWithLocations
+    )
+  );
+  unknownServices = s: lib.filter (svc: !lib.elem (lib.removeSuffix ".service" svc) declaredServices) s.services;
 
   quoted = v: if v == null then "null" else if builtins.isInt v then toString v else "\"${v}\"";
 
@@ -461,12 +577,12 @@ let
     name:
     let
       segments = lib.splitString "/" name;
-      badSegment = seg: seg == "" || seg == "." || seg == ".." || builtins.match "[A-Za-z0-9._@+-]+" seg == null;
+      badSegment = seg: seg == "" || seg == "." || seg == ".." || builtins.match "[^[:cntrl:]/]+" seg == null;
     in
     if lib.hasPrefix "/" name then
       "is absolute; names are relative to secretsDir"
     else if lib.any badSegment segments then
-      "must be segments of A-Z a-z 0-9 . _ @ + - joined by /, none of them empty, . or .."
+      "must be segments of text without control characters joined by /, none of them empty, . or .."
     else
       null;
 
@@ -526,6 +642,10 @@ let
         {
           assertion = !s.neededForUsers || (isRootUser s && isRootGroup s);
           message = "${what}: neededForUsers secrets are activated before users and groups exist, so they must be owned by root (owner ${quoted s.owner}, uid ${quoted s.uid}, group ${quoted s.group}, gid ${quoted s.gid}); leave owner and group at \"root\".";
+        }
+        {
+          assertion = unknownServices s == [ ];
+          message = "${what}: services names ${lib.concatMapStringsSep ", " quoted (unknownServices s)}, which no other module declares in systemd.services (a typo?); secretd would only create an empty unit to load it into.";
         }
         {
           assertion = s.name != "rendered" && !lib.hasPrefix "rendered/" s.name;
@@ -626,11 +746,76 @@ in
     };
 
     keepGenerations = mkOption {
-      type = types.ints.positive;
+      type = types.ints.unsigned;
       default = 1;
       description = ''
         How many generations to keep besides the current one, so that a process still reading
-        the previous secrets during a switch does not lose them.
+        the previous secrets during a switch does not lose them. 0 never prunes (as in
+        sops-nix).
+      '';
+    };
+
+    forUsersSecretsDir = mkOption {
+      type = types.str;
+      default = "/run/secrets-for-users";
+      description = ''
+        Where `neededForUsers` secrets appear. When it is `secretsDir` (as agenix has it), they
+        are activated there alone before users are created at boot, and with all the others by
+        `secretd.service`.
+      '';
+    };
+
+    forUsersMountPoint = mkOption {
+      type = types.str;
+      default = if cfg.forUsersSecretsDir == cfg.secretsDir then cfg.mountPoint else "/run/secrets-for-users.d";
+      defaultText = literalMD "`mountPoint` when `forUsersSecretsDir` is `secretsDir`, else `/run/secrets-for-users.d`";
+      description = "Where the generations of `neededForUsers` secrets are mounted.";
+    };
+
+    plugins = mkOption {
+      type = types.listOf (types.either types.package types.path);
+      default = [ ];
+      example = literalExpression "[ pkgs.age-plugin-yubikey pkgs.age-plugin-tpm ]";
+      description = ''
+        age plugins for plugin identities (`AGE-PLUGIN-…` in an identity file): put on the
+        units' PATH, and the units may then open device nodes (`DevicePolicy=auto`).
+      '';
+    };
+
+    gnupgHome = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/root/.gnupg";
+      description = ''
+        A GnuPG home whose secret keys open the PGP recipients of sops files, through `gpg`
+        (as sops does; sops-nix's `sops.gnupg.home`). `gpg` is on the units' PATH only then.
+        RSA keys among `identityPaths` open PGP recipients without it, in-process.
+      '';
+    };
+
+    gnupgPackage = mkPackageOption pkgs "gnupg" { };
+
+    environment = mkOption {
+      type = types.attrsOf (types.either types.str types.path);
+      default = { };
+      description = "Environment variables of the activation units (for plugins, or `SOPS_GPG_EXEC`).";
+    };
+
+    activateAfter = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      internal = true;
+      description = "Activation snippets the for-users snippet runs after (such as one that creates a key).";
+    };
+
+    validationPackage = mkOption {
+      type = types.package;
+      default =
+        if pkgs.stdenv.buildPlatform == pkgs.stdenv.hostPlatform then cfg.package else pkgs.pkgsBuildHost.secretd;
+      defaultText = literalMD "`package` when building natively, else the build platform's `secretd`";
+      description = ''
+        The secretd that runs `secretd check` when the system is built: it must run on the
+        build machine, so a cross-compiled system needs the build platform's.
       '';
     };
 
@@ -748,7 +933,7 @@ in
       {
         assertions = [
           {
-            assertion = cfg.identityPaths != [ ];
+            assertion = cfg.identityPaths != [ ] || cfg.gnupgHome != null;
             message = "secretd: secretd.identityPaths is empty, so nothing could decrypt the secrets. Enable services.openssh (its ed25519 and rsa host keys are the default) or set secretd.identityPaths.";
           }
         ]
@@ -759,6 +944,14 @@ in
 
         environment.systemPackages = [ cfg.package ];
 
+        # A password file that only secretd.service writes is not there when users are created
+        # at boot.
+        warnings = lib.concatMap (
+          s:
+          lib.optional (!s.neededForUsers && lib.elem s.path passwordFiles)
+            "secretd.secrets.\"${s.name}\" is a user's hashedPasswordFile but not neededForUsers: at boot users are created before secretd.service writes it. Set neededForUsers = true."
+        ) allSecrets;
+
         # It always runs, even with nothing declared, so that removing the last secret also
         # removes it from /run/secrets.
         systemd.services.secretd = activationUnit {
@@ -768,6 +961,17 @@ in
           linkDirs = linkDirsOf mainSecrets templates;
           # Owners named in the manifest must exist.
           after = lib.optional sysusers "systemd-sysusers.service" ++ lib.optional userborn "userborn.service";
+          before = consumerUnits;
+        };
+
+        # `nixos-rebuild dry-activate` shows what the switch would change.
+        system.activationScripts.secretd = {
+          supportsDryActivation = true;
+          text = ''
+            if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
+              ${secretdCommand} --dry-run --manifest ${cfg.manifestFile} || true
+            fi
+          '';
         };
       }
 
@@ -778,6 +982,9 @@ in
           extraArgs = " --for-users";
           linkDirs = linkDirsOf userSecrets [ ];
           before = lib.optional sysusers "systemd-sysusers.service" ++ lib.optional userborn "userborn.service";
+          # In a shared directory only the first activation of a boot may hold just these
+          # secrets; later ones are secretd.service's, with every secret.
+          unitConfig = lib.optionalAttrs sharedForUsersDir { ConditionPathExists = "!${cfg.secretsDir}"; };
         };
       })
 
@@ -786,10 +993,27 @@ in
       # activated in a snippet it depends on.
       (mkIf (userSecrets != [ ] && !sysusers && !userborn) {
         system.activationScripts.secretd-for-users = {
-          deps = [ "specialfs" ];
+          deps = [ "specialfs" ] ++ cfg.activateAfter;
+          supportsDryActivation = true;
+          # --no-signal: during a switch this runs before systemd has loaded the new units;
+          # secretd.service restarts the consumers afterwards. In a shared directory only a
+          # boot activates these secrets alone (see secretd-for-users.service).
           text = ''
-            echo "activating secrets needed to create users..."
-            ${cfg.package}/bin/secretd activate --for-users --manifest ${cfg.manifestFileForUsers}
+            if [ "''${NIXOS_ACTION-}" = dry-activate ]; then
+              ${
+                # In a shared directory the `secretd` snippet's dry run covers these secrets.
+                if sharedForUsersDir then ":" else "${forUsersCommand} --dry-run || true"
+              }
+          ''
+          + lib.optionalString sharedForUsersDir ''
+            elif [ -e ${cfg.secretsDir} ]; then
+              : secrets needed for users are already in ${cfg.secretsDir}
+          ''
+          + ''
+            else
+              echo "activating secrets needed to create users..."
+              ${forUsersCommand} --no-signal
+            fi
           '';
         };
         system.activationScripts.users.deps = [ "secretd-for-users" ];
@@ -802,8 +1026,9 @@ in
               serviceConfig.LoadCredential = [ "${u.secret.credentialName}:${locationOf u.secret}" ];
             }
             // lib.optionalAttrs (!u.secret.neededForUsers) {
+              # Not wants=: secretd.service is inactive once done, and starting it with every
+              # consumer would rerun it.
               after = [ "secretd.service" ];
-              wants = [ "secretd.service" ];
             };
           }) credentialUsers
         );

@@ -3,10 +3,19 @@
 {
   lib,
   buildGoModule,
+  go,
   vendorHash,
   version ? "0.1.0",
 }:
 
+let
+  # go.mod's `go` line: an older toolchain would try to download a newer one, which the build
+  # sandbox forbids, and fail with a message about GOTOOLCHAIN.
+  goMod = builtins.readFile ../go.mod;
+  required = builtins.head (builtins.match ".*\ngo ([0-9.]+)\n.*" goMod);
+in
+assert lib.assertMsg (lib.versionAtLeast go.version required)
+  "secretd needs Go ${required} (go.mod), but this nixpkgs has Go ${go.version}: use a nixpkgs with Go >= ${required} (nixos-unstable), or override the package's buildGoModule with one using a newer go.";
 buildGoModule {
   pname = "secretd";
   inherit version vendorHash;

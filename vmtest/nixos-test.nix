@@ -56,8 +56,9 @@ pkgs.testers.runNixOSTest {
     {
       imports = [ ../nixos/module.nix ];
 
-      # Users and groups come from systemd-sysusers, so secretd-for-users.service runs.
-      systemd.sysusers.enable = true;
+      # Users and groups come from userborn, so secretd-for-users.service runs
+      # (systemd-sysusers would refuse the normal user alice).
+      services.userborn.enable = true;
       users.mutableUsers = false;
       users.allowNoPasswordLogin = true;
       users.groups.svcgrp.gid = 1600;
@@ -229,8 +230,9 @@ pkgs.testers.runNixOSTest {
           machine.wait_for_unit(f"{unit}.service")
 
       with subtest("boot: activation before sysinit.target onto a ramfs, owners, modes, credentials"):
+          # Inactive once done (no RemainAfterExit), so that every switch reruns it.
           assert prop("secretd.service", "Result") == "success"
-          active = int(prop("secretd.service", "ActiveEnterTimestampMonotonic"))
+          active = int(prop("secretd.service", "ExecMainExitTimestampMonotonic"))
           sysinit = int(prop("sysinit.target", "ActiveEnterTimestampMonotonic"))
           assert 0 < active <= sysinit, f"secretd active at {active}us, sysinit.target at {sysinit}us"
           machine.succeed("grep -qx 'generations=0 secrets=absent' /run/vmtest/probe")
@@ -250,9 +252,9 @@ pkgs.testers.runNixOSTest {
 
       with subtest("for-users: a secret activated before users exist is alice's password hash"):
           assert prop("secretd-for-users.service", "Result") == "success"
-          done = int(prop("secretd-for-users.service", "ActiveEnterTimestampMonotonic"))
-          sysusers = int(prop("systemd-sysusers.service", "ExecMainStartTimestampMonotonic"))
-          assert 0 < done <= sysusers, "secretd-for-users.service did not finish before systemd-sysusers started"
+          done = int(prop("secretd-for-users.service", "ExecMainExitTimestampMonotonic"))
+          userborn = int(prop("userborn.service", "ExecMainStartTimestampMonotonic"))
+          assert 0 < done <= userborn, "secretd-for-users.service did not finish before userborn started"
           check_set({"alice-password": ("root", "root", "400", "alice-password")}, "/run/secrets-for-users")
           shadow = machine.succeed("getent shadow alice | cut -d: -f2 | tr -d '\\n' | sha256sum | cut -d' ' -f1").strip()
           assert shadow == expected["alice-password"], "alice's shadow hash is not the secret"

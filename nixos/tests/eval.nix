@@ -20,23 +20,9 @@ let
     else
       import nixpkgsLib;
 
-  pkgs = {
-    secretd = {
-      type = "derivation";
-      name = "secretd";
-      outPath = "/usr/local";
-    };
-    writeText = name: text: {
-      type = "derivation";
-      inherit name text;
-      outPath = "/nix/store/00000000000000000000000000000000-${name}";
-    };
-    runCommand = name: env: buildCommand: {
-      type = "derivation";
-      inherit name env buildCommand;
-      outPath = "/etc/secretd/${lib.removePrefix "secretd-" name}";
-    };
-  };
+  pkgs = import ./stub-pkgs.nix { inherit lib; };
+  facts = import ./compat-facts.nix { inherit lib; };
+  compatConfigs = import ./compat-configs.nix;
 
   renderUnit = import ./render-unit.nix { inherit lib; };
 
@@ -46,7 +32,8 @@ let
     { config, ... }:
     {
       services.openssh.enable = true;
-      systemd.sysusers.enable = true;
+      # userborn, which (unlike systemd-sysusers) creates normal users.
+      services.userborn.enable = true;
       users.mutableUsers = false;
       users.users = {
         alice = {
@@ -54,8 +41,20 @@ let
           group = "users";
           hashedPasswordFile = config.secretd.secrets.alice-password.path;
         };
-        nginx.group = "nginx";
-        grafana.group = "grafana";
+        nginx = {
+          isSystemUser = true;
+          group = "nginx";
+        };
+        grafana = {
+          isSystemUser = true;
+          group = "grafana";
+        };
+      };
+      systemd.services = {
+        nginx.script = "nginx";
+        grafana.script = "grafana";
+        gitlab-runner.script = "gitlab-runner";
+        tailscaled.script = "tailscaled";
       };
       users.groups = {
         nginx = { };
@@ -95,7 +94,6 @@ let
           api-token = {
             file = "/var/lib/secrets/app.env";
             key = "API_TOKEN";
-            symlink = false;
             path = "/etc/app/token";
           };
           alice-password = {
@@ -223,7 +221,10 @@ let
     agenix-compat = {
       imports = [ ../compat/agenix.nix ];
       services.openssh.enable = true;
-      users.users.nginx.group = "nginx";
+      users.users.nginx = {
+        isSystemUser = true;
+        group = "nginx";
+      };
       age.secrets = {
         token.file = tokenFile;
         nginx-token = {
@@ -239,7 +240,10 @@ let
       {
         imports = [ ../compat/sops.nix ];
         services.openssh.enable = true;
-        users.users.grafana.group = "grafana";
+        users.users.grafana = {
+          isSystemUser = true;
+          group = "grafana";
+        };
         sops = {
           defaultSopsFile = sopsFile;
           age.keyFile = /var/lib/sops-nix/key.txt;
@@ -263,6 +267,130 @@ let
           };
         };
       };
+
+    # Consumers and an early-boot unit reading a secret by path are ordered after secretd.
+    early-readers =
+      { config, ... }:
+      {
+        services.openssh.enable = true;
+        secretd = {
+          enable = true;
+          secrets.wg-key.file = tokenFile;
+          secrets.token = {
+            file = tokenFile;
+            # A pattern is no unit to order against (secretd check refuses it later).
+            restartUnits = [
+              "app.service"
+              "wireguard-*"
+            ];
+          };
+        };
+        systemd.services.wg-setup = {
+          unitConfig.DefaultDependencies = false;
+          serviceConfig.ExecStart = "wg set wg0 private-key ${config.secretd.secrets.wg-key.path}";
+        };
+        systemd.services.late-reader.serviceConfig.ExecStart = "cat ${config.secretd.secrets.wg-key.path}";
+        systemd.network.netdevs.wg0 = {
+          netdevConfig.Kind = "wireguard";
+          wireguardConfig.PrivateKeyFile = config.secretd.secrets.wg-key.path;
+        };
+      };
+
+    # age plugins on PATH and devices allowed only with plugins; a cross-compiled system checks
+    # its manifest with the build platform's secretd.
+    plugins = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        plugins = [ pkgs.age-plugin-yubikey ];
+        secrets.token.file = tokenFile;
+      };
+    };
+    cross = {
+      services.openssh.enable = true;
+      _module.args.pkgs = lib.mkForce (
+        pkgs
+        // {
+          stdenv = pkgs.stdenv // {
+            hostPlatform.system = "aarch64-linux";
+          };
+        }
+      );
+      secretd = {
+        enable = true;
+        secrets.token.file = tokenFile;
+      };
+    };
+
+    # agenix's tutorial: the password file is activated alone into /run/agenix before users at
+    # boot only, then with the other secrets.
+    agenix-password = {
+      imports = [ (compatConfigs.agenix-tutorial.config) ../compat/agenix.nix ];
+      age.secrets.other.file = tokenFile;
+      age.ageBin = "/nix/store/00000000000000000000000000000000-rage-0.11/bin/rage";
+    };
+    agenix-password-userborn = {
+      imports = [ (compatConfigs.agenix-tutorial-userborn.config) ../compat/agenix.nix ];
+    };
+
+    # A password file written only after users are created draws a warning.
+    late-password =
+      { config, ... }:
+      {
+        services.openssh.enable = true;
+        users.users.bob = {
+          isNormalUser = true;
+          hashedPasswordFile = config.secretd.secrets.bob-password.path;
+        };
+        secretd = {
+          enable = true;
+          secrets.bob-password = {
+            file = sopsFile;
+            key = "flag";
+          };
+        };
+      };
+
+    # Template text from a derivation: secretd reads the file, evaluation builds nothing.
+    template-file =
+      { config, ... }:
+      {
+        imports = [ ../compat/sops.nix ];
+        services.openssh.enable = true;
+        sops.defaultSopsFile = sopsFile;
+        sops.secrets."github/oauth_token" = { };
+        sops.templates."app.ini".file = pkgs.stub "app.ini";
+        sops.templates."inline.conf".file = pkgs.writeText "inline.conf" "token=${config.sops.placeholder."github/oauth_token"}";
+      };
+
+    # A GnuPG home: gpg on the units' PATH, the home's file system mounted first.
+    gnupg-home = {
+      imports = [
+        compatConfigs.sops-gnupg.config
+        ../compat/sops.nix
+      ];
+    };
+
+    # symlink = false: a copy at path, as agenix makes it.
+    copies = {
+      services.openssh.enable = true;
+      secretd = {
+        enable = true;
+        secrets.copied = {
+          file = tokenFile;
+          path = "/etc/app/token";
+          symlink = false;
+        };
+        secrets.linked = {
+          file = tokenFile;
+          path = "/etc/app/linked";
+        };
+        secrets.default-place = {
+          file = tokenFile;
+          symlink = false;
+        };
+      };
+    };
 
     # With mutable users an owner may come from elsewhere: no assertion.
     mutable-unknown-owner = {
@@ -349,7 +477,11 @@ let
         neededForUsers = true;
         owner = "alice";
       };
-    } { users.users.alice = { }; } // {
+    } {
+      users.users.alice = {
+        isNormalUser = true;
+      };
+    } // {
       expect = [ ''secretd.secrets."pw": neededForUsers secrets are activated before users'' ];
     };
     bad-for-users-gid = bad {
@@ -427,8 +559,16 @@ let
         file = tokenFile;
         services = [ "app.service" ];
       };
-    } { } // {
+    } { systemd.services.app.script = "app"; } // {
       expect = [ ''would all be credential "a_b" of app.service'' ];
+    };
+    bad-unknown-service = bad {
+      secrets.token = {
+        file = tokenFile;
+        services = [ "grafana" "nginxx" ];
+      };
+    } { systemd.services.grafana.script = "grafana"; } // {
+      expect = [ ''secretd.secrets."token": services names "nginxx", which no other module declares'' ];
     };
   };
 
@@ -438,6 +578,45 @@ let
       modules = [
         ./nixos-stubs.nix
         ../module.nix
+        config
+        { _module.args.pkgs = pkgs; }
+      ];
+    }).config;
+
+  # A configuration of compat-configs.nix through secretd's compatibility module for its tool.
+  compatModules = {
+    sops = ../compat/sops.nix;
+    agenix = ../compat/agenix.nix;
+  };
+  compatReport =
+    c:
+    let
+      config = evaluate {
+        imports = [
+          compatModules.${c.tool}
+          c.config
+        ];
+      };
+    in
+    {
+      inherit (c) tool;
+      failedAssertions = failedAssertions config;
+    }
+    // facts.secretd config;
+
+  # The flake's modules, with this stub pkgs as the system's nixpkgs.
+  flake = (import ../../flake.nix).outputs {
+    self = flake;
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = { };
+    };
+  };
+  evaluateFlakeModules =
+    config:
+    (lib.evalModules {
+      modules = [
+        ./nixos-stubs.nix
         config
         { _module.args.pkgs = pkgs; }
       ];
@@ -458,6 +637,7 @@ let
       manifestFileForUsers = toString config.secretd.manifestFileForUsers;
       checkCommand = config.secretd.manifestFile.buildCommand or null;
       placeholders = config.secretd.placeholder;
+      inherit (config) warnings;
       credentialNames = lib.mapAttrs (_: s: s.credentialName) config.secretd.secrets;
       secretPaths = lib.mapAttrs (_: s: s.path) config.secretd.secrets;
       units = lib.mapAttrs (_: u: {
@@ -474,23 +654,92 @@ let
           serviceConfig
           ;
         restartTriggers = map toString u.restartTriggers;
+        path = map toString u.path;
       }) config.systemd.services;
       unitTexts = lib.mapAttrs (name: renderUnit name) secretdUnits;
-      activationScripts = lib.mapAttrs (_: s: { inherit (s) deps text; }) config.system.activationScripts;
+      activationScripts = lib.mapAttrs (
+        _: s: if builtins.isString s then { deps = [ ]; text = s; } else { inherit (s) deps text; }
+      ) config.system.activationScripts;
       systemPackages = map toString config.environment.systemPackages;
     };
 in
-if cases ? ${case} then
+if case == "chmod-modes" then
+  # agenix modes as agenixCompat turns them into octal bits, one secret per mode.
+  let
+    modes = [ "0440" "770" "400" "0600" "u=r,g=r" "a+r" "go-rwx" "u+w,g+r" "=r" "u=rw,go=" "a=" "ug=rw,o=r" "o+x" "u=rwx,g=rx,o=" "g+w,o+w" "a-r,u+r" ];
+    config = evaluate {
+      imports = [ ../compat/agenix.nix ];
+      services.openssh.enable = true;
+      age.secrets = lib.listToAttrs (
+        lib.imap0 (i: mode: lib.nameValuePair "s${toString i}" { file = tokenFile; inherit mode; }) modes
+      );
+    };
+  in
+  {
+    failedAssertions = failedAssertions config;
+    modes = lib.listToAttrs (
+      lib.imap0 (i: mode: lib.nameValuePair mode config.secretd.secrets."s${toString i}".mode) modes
+    );
+  }
+else if case == "sops-options" then
+  # Every sops-nix option that has no counterpart set at once: what each becomes.
+  let
+    config = evaluate {
+      imports = [ ../compat/sops.nix ];
+      services.openssh.enable = true;
+      sops = {
+        defaultSopsFile = sopsFile;
+        secrets.flag = { };
+        age.keyFile = "/var/lib/sops-nix/key.txt";
+        age.generateKey = true;
+        age.plugins = [ pkgs.age-plugin-yubikey ];
+        environment.SOPS_AGE_KEY_CMD = "true";
+        log = [ "keyImport" ];
+        useTmpfs = true;
+        useSystemdActivation = false;
+        package = pkgs.stub "sops-install-secrets";
+        validationPackage = pkgs.stub "sops-install-secrets";
+        gnupg.package = pkgs.gnupg;
+        keepGenerations = 0;
+      };
+    };
+  in
+  {
+    failedAssertions = failedAssertions config;
+    inherit (config) warnings;
+    sopsFileHash = config.sops.secrets.flag.sopsFileHash;
+    manifestBuild = toString config.system.build.sops-nix-manifest;
+    inherit (config.secretd.manifest) keepGenerations;
+    generateKey = config.system.activationScripts.generate-age-key;
+    snippetDeps = lib.mapAttrs (_: s: s.deps or [ ]) config.system.activationScripts;
+    unit = { inherit (config.systemd.services.secretd) environment; path = map toString config.systemd.services.secretd.path; };
+  }
+else if case == "flake-modules" then
+  # The default module next to both compatibility modules, as users add them.
+  report (evaluateFlakeModules {
+    imports = with flake.nixosModules; [
+      default
+      sopsCompat
+      agenixCompat
+    ];
+    services.openssh.enable = true;
+    sops.defaultSopsFile = sopsFile;
+    sops.secrets."github/oauth_token" = { };
+  })
+else if cases ? ${case} then
   report (evaluate cases.${case})
 else if badCases ? ${case} then
   {
     inherit (badCases.${case}) expect;
     failedAssertions = failedAssertions (evaluate badCases.${case}.config);
   }
+else if lib.hasPrefix "compat:" case then
+  compatReport compatConfigs.${lib.removePrefix "compat:" case}
 else if case == "list" then
   {
     good = lib.attrNames cases;
     bad = lib.attrNames badCases;
+    compat = lib.attrNames compatConfigs;
   }
 else
   throw "unknown case ${case}"

@@ -93,8 +93,22 @@ expected_hash() { # SET NAME
 	awk -v n="$2" '$1 == n { print $5 }' "$DATA/expect/$1"
 }
 
+# done_at UNIT: when UNIT finished starting: a oneshot without RemainAfterExit (secretd's
+# units, inactive once done so that every switch reruns them) never becomes active.
+done_at() {
+	local t
+	t=$(prop "$1" ExecMainExitTimestampMonotonic)
+	[ "$(prop "$1" Type)" = oneshot ] && [ "${t:-0}" -gt 0 ] || t=$(prop "$1" ActiveEnterTimestampMonotonic)
+	echo "${t:-0}"
+}
+
 unit_succeeded() {
-	eq "$(prop "$1" ActiveState)/$(prop "$1" Result)" "active/success"
+	case "$(prop "$1" ActiveState)/$(prop "$1" Result)" in
+	active/success) return 0 ;;
+	inactive/success) [ "$(done_at "$1")" -gt 0 ] && return 0 ;;
+	esac
+	echo "$1: $(prop "$1" ActiveState)/$(prop "$1" Result)"
+	return 1
 }
 
 # unit_active UNIT: exits 2 (no use waiting) once the unit has failed.
@@ -103,6 +117,7 @@ unit_active() {
 	state=$(prop "$1" ActiveState)
 	case $state in
 	active) return 0 ;;
+	inactive) [ "$(prop "$1" Result)" = success ] && [ "$(prop "$1" Type)" = oneshot ] && [ "$(done_at "$1")" -gt 0 ] && return 0 ;;
 	failed) echo "$1 failed"; return 2 ;;
 	esac
 	echo "$1 is $state"
@@ -112,8 +127,8 @@ unit_active() {
 # finished_before A B: unit A became active before unit B did.
 finished_before() {
 	local a b
-	a=$(prop "$1" ActiveEnterTimestampMonotonic)
-	b=$(prop "$2" ActiveEnterTimestampMonotonic)
+	a=$(done_at "$1")
+	b=$(done_at "$2")
 	[ "${a:-0}" -gt 0 ] || { echo "$1 never became active"; return 1; }
 	[ "${b:-0}" -gt 0 ] || { echo "$2 never became active"; return 1; }
 	[ "$a" -le "$b" ] || { echo "$1 active at ${a}us, after $2 at ${b}us"; return 1; }
@@ -123,7 +138,7 @@ finished_before() {
 started_after() {
 	local a b
 	a=$(prop "$1" ExecMainStartTimestampMonotonic)
-	b=$(prop "$2" ActiveEnterTimestampMonotonic)
+	b=$(done_at "$2")
 	[ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ] && [ "$a" -ge "$b" ] ||
 		{ echo "$1 started at ${a:-?}us, $2 active at ${b:-?}us"; return 1; }
 }
