@@ -19,6 +19,17 @@
       vendorHash = "sha256-CQVZAegdkW3yOzbrfPcyWyVphCTc3PHrN0sULizQSbk=";
 
       secretdFor = pkgs: pkgs.callPackage ./nixos/package.nix { inherit vendorHash; };
+
+      # The modules build secretd with the system's own nixpkgs, so they work whether or not
+      # the overlay is applied (and with a read-only nixpkgs.pkgs). Each set's package module is
+      # one module, known by its key, so that importing several modules of a set (the default
+      # one and a compatibility module) defines the package once.
+      withPackage = package: module: {
+        imports = [
+          module
+          package
+        ];
+      };
     in
     {
       overlays.default = final: _prev: { secretd = secretdFor final; };
@@ -30,13 +41,9 @@
         }
       );
 
-      # The modules build secretd with the system's own nixpkgs, so they work whether or not
-      # the overlay is applied (and with a read-only nixpkgs.pkgs).
       nixosModules =
         let
-          # One module, known by its key, so that importing several of these (the default one
-          # and a compatibility module) defines the package once. The check at build time runs
-          # the build platform's secretd.
+          # The check at build time runs the build platform's secretd.
           package =
             { lib, pkgs, ... }:
             {
@@ -44,20 +51,14 @@
               secretd.package = lib.mkDefault (secretdFor pkgs);
               secretd.validationPackage = lib.mkDefault (secretdFor pkgs.pkgsBuildHost);
             };
-          withPackage = module: {
-            imports = [
-              module
-              package
-            ];
-          };
         in
         {
-          secretd = withPackage ./nixos/module.nix;
+          secretd = withPackage package ./nixos/module.nix;
           default = self.nixosModules.secretd;
           # Drop-in replacements for agenix's and sops-nix's modules: `age.*` and `sops.*`
           # configurations run on secretd unchanged.
-          agenixCompat = withPackage ./nixos/compat/agenix.nix;
-          sopsCompat = withPackage ./nixos/compat/sops.nix;
+          agenixCompat = withPackage package ./nixos/compat/agenix.nix;
+          sopsCompat = withPackage package ./nixos/compat/sops.nix;
         };
 
       # A user's own secrets through home-manager (also in NixOS via
@@ -65,19 +66,18 @@
       # home-manager modules.
       homeManagerModules =
         let
-          withPackage =
-            module:
+          package =
             { lib, pkgs, ... }:
             {
-              imports = [ module ];
+              key = "secretd-flake-home-package";
               secretd.package = lib.mkDefault (secretdFor pkgs);
             };
         in
         {
-          secretd = withPackage ./nixos/home-manager.nix;
+          secretd = withPackage package ./nixos/home-manager.nix;
           default = self.homeManagerModules.secretd;
-          agenixCompat = withPackage ./nixos/compat/agenix-home.nix;
-          sopsCompat = withPackage ./nixos/compat/sops-home.nix;
+          agenixCompat = withPackage package ./nixos/compat/agenix-home.nix;
+          sopsCompat = withPackage package ./nixos/compat/sops-home.nix;
         };
 
       checks = forAllSystems (

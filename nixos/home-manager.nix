@@ -16,7 +16,6 @@ let
   inherit (lib)
     mkOption
     mkEnableOption
-    mkPackageOption
     mkIf
     types
     literalExpression
@@ -24,38 +23,12 @@ let
     ;
 
   cfg = config.secretd;
+  manifestLib = import ./lib/manifest.nix { inherit lib; };
   home = config.home.homeDirectory;
 
   # The user's runtime directory is known only at activation; the daemon replaces this
   # spelling (and sops-nix's `%r`) with it.
   runtimeDir = "\${XDG_RUNTIME_DIR}";
-
-  formats = [
-    "binary"
-    "yaml"
-    "json"
-    "dotenv"
-    "ini"
-  ];
-
-  # As in module.nix: the format sops gives a file from its name.
-  formatOfFileName =
-    file:
-    let
-      name = baseNameOf (toString file);
-    in
-    if lib.hasSuffix ".yaml" name || lib.hasSuffix ".yml" name then
-      "yaml"
-    else if lib.hasSuffix ".json" name then
-      "json"
-    else if lib.hasSuffix ".env" name then
-      "dotenv"
-    else if lib.hasSuffix ".ini" name then
-      "ini"
-    else
-      "binary";
-
-  placeholderOf = name: "<SECRETD:${builtins.hashString "sha256" name}:${name}>";
 
   outputOptions = {
     mode = mkOption {
@@ -78,37 +51,20 @@ let
   };
 
   secretType = types.submodule (
-    { name, config, ... }:
+    { config, ... }:
     {
       options = outputOptions // {
         name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
           description = "Name of the secret: the file appears as `<secretsDir>/<name>`.";
         };
         file = mkOption {
-          type = types.nullOr types.path;
-          default = cfg.defaultFile;
-          defaultText = literalExpression "config.secretd.defaultFile";
           description = "Encrypted file holding the secret: an age file or a sops file.";
         };
         format = mkOption {
-          type = types.enum formats;
-          default =
-            if cfg.defaultFormat != null then
-              cfg.defaultFormat
-            else if config.file == null then
-              "binary"
-            else
-              formatOfFileName config.file;
           defaultText = literalMD "`secretd.defaultFormat`, else from the file name as sops chooses it";
           description = "How the decrypted file is read: `binary` is the whole plaintext; the others pick `key`.";
         };
         key = mkOption {
-          type = types.str;
-          default = if config.format == "binary" then "" else config.name;
-          defaultText = literalMD ''the secret's `name` for structured formats, `""` for `binary`'';
           description = "Which value of a structured document to use, keys separated by `/`.";
         };
         path = mkOption {
@@ -125,89 +81,32 @@ let
     }
   );
 
-  templateType = types.submodule (
-    { name, config, ... }:
-    {
-      options = outputOptions // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = "Name of the rendered file: it appears as `<secretsDir>/rendered/<name>`.";
-        };
-        content = mkOption {
-          type = types.lines;
-          description = "Text of the file; each `config.secretd.placeholder.<secret>` in it is replaced by the secret.";
-        };
-        path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/rendered/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/rendered/''${name}"'';
-          description = "Where the rendered file can be read; set elsewhere, a symlink to it.";
-        };
+  templateType = types.submodule {
+    options = outputOptions // {
+      content = mkOption {
+        type = types.lines;
+        description = "Text of the file; each `config.secretd.placeholder.<secret>` in it is replaced by the secret.";
       };
-    }
-  );
+      path = mkOption {
+        description = "Where the rendered file can be read; set elsewhere, a symlink to it.";
+      };
+    };
+  };
 
   secrets = lib.attrValues cfg.secrets;
   templates = lib.attrValues cfg.templates;
 
-  locationOf = s: "${cfg.secretsDir}/${s.name}";
-  renderedLocationOf = t: "${cfg.secretsDir}/rendered/${t.name}";
-
-  linkEntry = path: location: lib.optionalAttrs (path != location) { inherit path; };
-
-  consumersEntry =
-    o:
-    lib.optionalAttrs (o.restartUnits != [ ]) { restartUnits = lib.unique o.restartUnits; }
-    // lib.optionalAttrs (o.reloadUnits != [ ]) { reloadUnits = lib.unique o.reloadUnits; };
-
-  secretEntry =
-    s:
-    {
-      inherit (s) name format mode;
-      file =
-        if s.file == null then
-          throw "secretd.secrets.\"${s.name}\": no file (set file or secretd.defaultFile)"
-        else
-          "${s.file}";
-    }
-    // lib.optionalAttrs (s.key != "") { inherit (s) key; }
-    // linkEntry s.path (locationOf s)
-    // consumersEntry s;
-
-  templateEntry =
-    t: { inherit (t) name content mode; } // linkEntry t.path (renderedLocationOf t) // consumersEntry t;
-
-  placeholders = lib.listToAttrs (
-    map (s: lib.nameValuePair s.name (placeholderOf s.name)) (
-      lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets
-    )
-  );
-
-  manifest = {
-    version = 1;
+  manifest = manifestLib.mkManifest {
     inherit (cfg) secretsDir mountPoint keepGenerations;
     identities = cfg.identityPaths;
-    secrets = map secretEntry secrets;
-    templates = map templateEntry templates;
-  }
-  // lib.optionalAttrs (placeholders != { }) { inherit placeholders; };
+    inherit secrets templates;
+  };
 
-  unchecked = pkgs.writeText "secretd-user-manifest.json" (builtins.toJSON manifest);
-  manifestFile =
-    if !cfg.checkManifest then
-      unchecked
-    else
-      pkgs.runCommand "secretd-user-manifest.json"
-        {
-          preferLocalBuild = true;
-          allowSubstitutes = false;
-        }
-        ''
-          ${cfg.package}/bin/secretd check --user --manifest ${unchecked}
-          cp ${unchecked} "$out"
-        '';
+  manifestFile = manifestLib.manifestFileOf {
+    inherit pkgs manifest;
+    name = "secretd-user-manifest.json";
+    check = if cfg.checkManifest then "${cfg.package}/bin/secretd check --user --manifest" else null;
+  };
 
   consumers = lib.unique (lib.concatMap (o: o.restartUnits ++ o.reloadUnits) (secrets ++ templates));
 
@@ -248,13 +147,14 @@ let
     }) cfg.templates;
 in
 {
+  # The options, types and defaults it has in common with the NixOS module.
+  imports = [ ./common/options.nix ];
+
   options.secretd = {
     enable = mkEnableOption "secretd for this user's own secrets" // {
       default = cfg.secrets != { } || cfg.templates != { };
       defaultText = literalMD "whether any secret or template is declared";
     };
-
-    package = mkPackageOption pkgs "secretd" { };
 
     identityPaths = mkOption {
       type = types.listOf types.str;
@@ -300,51 +200,37 @@ in
     };
 
     defaultFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
       example = literalExpression "./secrets/home.yaml";
       description = "Encrypted file that secrets without their own `file` come from.";
     };
 
     defaultFormat = mkOption {
-      type = types.nullOr (types.enum formats);
-      default = null;
       description = "Format of secrets that do not set one; `null`: from the file name.";
     };
 
     checkManifest = mkOption {
-      type = types.bool;
-      default = true;
       description = "Whether to run `secretd check --user` on the manifest when building the home configuration.";
     };
 
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       description = "The user's secrets, decrypted into `secretsDir`.";
     };
 
     templates = mkOption {
       type = types.attrsOf templateType;
-      default = { };
       description = "Files rendered from text holding placeholders of secrets, into `<secretsDir>/rendered`.";
     };
 
     placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
       description = "For each secret, the placeholder to write into a template's `content`.";
     };
 
     manifest = mkOption {
-      type = types.raw;
-      readOnly = true;
       description = "The user's manifest that the `secretd` user unit activates.";
     };
 
     manifestFile = mkOption {
-      type = types.path;
-      readOnly = true;
       description = "The checked manifest file in the Nix store.";
     };
   };
@@ -352,7 +238,6 @@ in
   config = lib.mkMerge [
     {
       secretd = {
-        placeholder = lib.mapAttrs (_: s: placeholderOf s.name) cfg.secrets;
         inherit manifest manifestFile;
       };
     }

@@ -168,6 +168,22 @@ func TestHomeManagerUnit(t *testing.T) {
 	}
 }
 
+// TestHomeFlakeModulesCompose imports homeManagerModules.default next to both compatibility
+// modules, as users add them: the package is defined once, and it checks the manifest.
+func TestHomeFlakeModulesCompose(t *testing.T) {
+	r := evalHomeGood(t, "flake-modules")
+	if len(r.Packages) != 1 || !strings.HasSuffix(r.Packages[0], "-secretd-0.1.0") {
+		t.Errorf("home.packages %v, want the flake's secretd once", r.Packages)
+	}
+	if !strings.Contains(r.CheckCommand, "-secretd-0.1.0/bin/secretd check --user --manifest ") {
+		t.Errorf("the manifest is not checked by the flake's secretd: %q", r.CheckCommand)
+	}
+	m := decodeUserManifest(t, r.Manifest)
+	if s := secretByName(t, m, "github/oauth_token"); s.Key != "github/oauth_token" {
+		t.Errorf("github/oauth_token: %+v", s)
+	}
+}
+
 func equalAny(v any, want ...string) bool {
 	list, ok := v.([]any)
 	if !ok {

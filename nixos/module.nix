@@ -25,6 +25,7 @@ let
     ;
 
   cfg = config.secretd;
+  manifestLib = import ./lib/manifest.nix { inherit lib; };
 
   # Secrets needed to create users (hashedPasswordFile) live apart from the others (unless
   # forUsersSecretsDir is secretsDir, see there): they are activated before users exist, so
@@ -35,35 +36,7 @@ let
   # directory at boot before users, then again with all the others.
   sharedForUsersDir = forUsersSecretsDir == cfg.secretsDir;
 
-  formats = [
-    "binary"
-    "yaml"
-    "json"
-    "dotenv"
-    "ini"
-  ];
-
-  # The format sops itself gives a file from its name when encrypting it; anything else (such
-  # as an agenix `.age` file) is a whole-file secret.
-  formatOfFileName =
-    file:
-    let
-      name = baseNameOf (toString file);
-    in
-    if lib.hasSuffix ".yaml" name || lib.hasSuffix ".yml" name then
-      "yaml"
-    else if lib.hasSuffix ".json" name then
-      "json"
-    else if lib.hasSuffix ".env" name then
-      "dotenv"
-    else if lib.hasSuffix ".ini" name then
-      "ini"
-    else
-      "binary";
-
-  # The token a template's content uses to stand for a secret; the hash keeps it from
-  # colliding with text that happens to mention the name.
-  placeholderOf = name: "<SECRETD:${builtins.hashString "sha256" name}:${name}>";
+  inherit (manifestLib) placeholderOf;
 
   # systemd credential names are file names, so they cannot hold "/".
   credentialNameOf = name: lib.replaceStrings [ "/" ] [ "_" ] name;
@@ -122,22 +95,16 @@ let
     };
 
   secretType = types.submodule (
-    { name, config, ... }:
+    { config, ... }:
     {
       options = outputOptions config // {
         name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
           description = ''
             Name of the secret: the file appears as `<secretsDir>/<name>`. It may contain `/`
             to make subdirectories, as sops-nix names for nested keys do.
           '';
         };
         file = mkOption {
-          type = types.nullOr types.path;
-          default = cfg.defaultFile;
-          defaultText = literalExpression "config.secretd.defaultFile";
           example = literalExpression "./secrets/wifi.age";
           description = ''
             Encrypted file holding the secret: an age file (agenix style) or a sops file. A
@@ -146,14 +113,6 @@ let
           '';
         };
         format = mkOption {
-          type = types.enum formats;
-          default =
-            if cfg.defaultFormat != null then
-              cfg.defaultFormat
-            else if config.file == null then
-              "binary"
-            else
-              formatOfFileName config.file;
           defaultText = literalMD ''
             `secretd.defaultFormat` when set; otherwise the format sops gives the file from its
             name: `yaml` for `.yaml`/`.yml`, `json` for `.json`, `dotenv` for `.env`, `ini` for
@@ -167,9 +126,6 @@ let
           '';
         };
         key = mkOption {
-          type = types.str;
-          default = if config.format == "binary" then "" else config.name;
-          defaultText = literalMD ''the secret's `name` for structured formats, `""` for `binary`'';
           example = "database/password";
           description = ''
             Which value of a structured document to use: a path of keys separated by `/`
@@ -228,15 +184,9 @@ let
   );
 
   templateType = types.submodule (
-    { name, config, ... }:
+    { config, ... }:
     {
       options = outputOptions config // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          defaultText = literalMD "the attribute name";
-          description = "Name of the rendered file: it appears as `<secretsDir>/rendered/<name>`.";
-        };
         content = mkOption {
           type = types.lines;
           example = literalExpression ''
@@ -262,9 +212,6 @@ let
           '';
         };
         path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/rendered/${config.name}";
-          defaultText = literalExpression ''"''${config.secretd.secretsDir}/rendered/''${name}"'';
           description = ''
             Where the rendered file can be read. When set outside `secretsDir`, secretd creates a
             symlink there pointing to the rendered file.
@@ -283,107 +230,24 @@ let
   locationOf = s: "${secretsDirOf s}/${s.name}";
   renderedLocationOf = t: "${cfg.secretsDir}/rendered/${t.name}";
 
-  serviceUnitOf = svc: "${lib.removeSuffix ".service" svc}.service";
-
-  ownershipEntry =
-    o:
-    lib.filterAttrs (_: v: v != null) {
-      inherit (o)
-        owner
-        group
-        uid
-        gid
-        mode
-        ;
-    };
-
-  consumersEntry =
-    restartUnits: reloadUnits:
-    lib.optionalAttrs (restartUnits != [ ]) { restartUnits = lib.unique restartUnits; }
-    // lib.optionalAttrs (reloadUnits != [ ]) { reloadUnits = lib.unique reloadUnits; };
-
-  # The manifest's `path` is the extra symlink only: it is left out when the output stays where
-  # secretd puts it anyway.
-  linkEntry =
-    path: location: symlink:
-    lib.optionalAttrs (path != location) ({ inherit path; } // lib.optionalAttrs (!symlink) { symlink = false; });
-
-  secretEntry =
-    s:
-    {
-      inherit (s) name format;
-      # Interpolation copies a path from the configuration into the store; a string (a file
-      # outside the store) is kept as it is.
-      file =
-        if s.file == null then
-          throw "secretd.secrets.\"${s.name}\": no file (set file or secretd.defaultFile)"
-        else
-          "${s.file}";
-    }
-    // lib.optionalAttrs (s.key != "") { inherit (s) key; }
-    // ownershipEntry s
-    // linkEntry s.path (locationOf s) s.symlink
-    // consumersEntry (s.restartUnits ++ map serviceUnitOf s.services) s.reloadUnits;
-
-  templateEntry =
-    t:
-    {
-      inherit (t) name content;
-    }
-    // lib.optionalAttrs (t.file != null) { file = "${t.file}"; }
-    // ownershipEntry t
-    // linkEntry t.path (renderedLocationOf t) true
-    // consumersEntry t.restartUnits t.reloadUnits;
-
   mkManifest =
-    {
-      secretsDir,
-      mountPoint,
-      secrets,
-      templates,
-    }:
-    let
-      # Which placeholders a template file holds is not known without building it: then
-      # every secret's is declared.
-      used =
-        if lib.any (t: t.file != null) templates then
-          secrets
-        else
-          lib.filter (s: lib.any (t: lib.hasInfix (placeholderOf s.name) t.content) templates) secrets;
-      placeholders = lib.listToAttrs (map (s: lib.nameValuePair s.name (placeholderOf s.name)) used);
-    in
-    {
-      version = 1;
-      inherit secretsDir mountPoint;
-      inherit (cfg) keepGenerations;
-      identities = cfg.identityPaths;
-    }
-    // lib.optionalAttrs (cfg.gnupgHome != null) { inherit (cfg) gnupgHome; }
-    // {
-      secrets = map secretEntry secrets;
-      templates = map templateEntry templates;
-    }
-    // lib.optionalAttrs (placeholders != { }) { inherit placeholders; };
+    args:
+    manifestLib.mkManifest (
+      {
+        inherit (cfg) keepGenerations gnupgHome;
+        identities = cfg.identityPaths;
+      }
+      // args
+    );
 
-  # The manifest as a store file, checked by `secretd check` (every key name, format and
-  # encrypted file, without decrypting) so that a mistake fails the build, not the boot.
+  # Checked by `secretd check` (every key name, format and encrypted file, without
+  # decrypting).
   manifestFileOf =
     name: manifest:
-    let
-      unchecked = pkgs.writeText name (builtins.toJSON manifest);
-    in
-    if !cfg.checkManifest then
-      unchecked
-    else
-      pkgs.runCommand name
-        {
-          preferLocalBuild = true;
-          allowSubstitutes = false;
-        }
-        ''
-          ${cfg.validationPackage}/bin/secretd check --manifest ${unchecked}
-          cp ${unchecked} "$out"
-        '';
+    manifestLib.manifestFileOf {
+      inherit pkgs name manifest;
+      check = if cfg.checkManifest then "${cfg.validationPackage}/bin/secretd check --manifest" else null;
+    };
 
   # Sandboxing of the activation units, as far as the job allows. The job mounts a ramfs on
   # mountPoint that every other unit must see, so the unit must run in the host's mount
@@ -708,10 +572,11 @@ let
     );
 in
 {
+  # The options, types and defaults it has in common with the home-manager module.
+  imports = [ ./common/options.nix ];
+
   options.secretd = {
     enable = mkEnableOption "secretd, which decrypts age and sops secrets with the host's SSH key at boot and on every switch";
-
-    package = mkPackageOption pkgs "secretd" { };
 
     identityPaths = mkOption {
       type = types.listOf types.str;
@@ -820,8 +685,6 @@ in
     };
 
     defaultFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
       example = literalExpression "./secrets/secrets.yaml";
       description = ''
         Encrypted file that secrets without their own `file` come from, like sops-nix's
@@ -830,8 +693,6 @@ in
     };
 
     defaultFormat = mkOption {
-      type = types.nullOr (types.enum formats);
-      default = null;
       example = "yaml";
       description = ''
         Format of secrets that do not set their own. By default (`null`) the format comes from
@@ -843,8 +704,6 @@ in
     };
 
     checkManifest = mkOption {
-      type = types.bool;
-      default = true;
       description = ''
         Whether to run `secretd check` on the manifest when building the system: it verifies
         every encrypted file and that every key exists, without decrypting. Turn this off when
@@ -854,7 +713,6 @@ in
 
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       example = literalExpression ''
         {
           # agenix style: a whole age file.
@@ -868,7 +726,6 @@ in
 
     templates = mkOption {
       type = types.attrsOf templateType;
-      default = { };
       description = ''
         Files rendered from text holding placeholders of secrets (`secretd.placeholder`), into
         `<secretsDir>/rendered`.
@@ -876,8 +733,6 @@ in
     };
 
     placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
       description = ''
         For each secret, the placeholder to write into a template's `content` where the
         secret's value belongs.
@@ -885,8 +740,6 @@ in
     };
 
     manifest = mkOption {
-      type = types.raw;
-      readOnly = true;
       description = "The manifest activated by `secretd.service` (try `nix eval` on it).";
     };
 
@@ -897,8 +750,6 @@ in
     };
 
     manifestFile = mkOption {
-      type = types.path;
-      readOnly = true;
       description = "The checked manifest file in the Nix store that `secretd.service` activates.";
     };
 
@@ -912,7 +763,6 @@ in
   config = mkMerge [
     {
       secretd = {
-        placeholder = lib.mapAttrs (_: s: placeholderOf s.name) cfg.secrets;
         manifest = mkManifest {
           inherit (cfg) secretsDir mountPoint;
           secrets = mainSecrets;

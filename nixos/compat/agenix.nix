@@ -79,26 +79,11 @@ let
       if result == null then null else "0" + lib.concatMapStrings toString result;
 
   secretType = types.submodule (
-    { name, config, ... }:
+    { config, ... }:
     {
       options = {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          description = "Name of the file under `age.secretsDir`.";
-        };
-        file = mkOption {
-          type = types.path;
-          description = "Age file the secret is decrypted from.";
-        };
-        path = mkOption {
-          type = types.str;
-          default = "${cfg.secretsDir}/${config.name}";
-          description = "Where the secret can be read.";
-        };
+        path = mkOption { description = "Where the secret can be read."; };
         mode = mkOption {
-          type = types.str;
-          default = "0400";
           description = ''Permission bits of the decrypted file, as chmod takes them ("0440", "770", "u=r,g=r").'';
         };
         owner = mkOption {
@@ -112,8 +97,6 @@ let
           description = "Group (name or number) of the decrypted file.";
         };
         symlink = mkOption {
-          type = types.bool;
-          default = true;
           description = ''
             Whether `path`, when not the default, is a symlink into `age.secretsDir`; false puts
             a copy there, with the secret's owner and mode, replaced atomically.
@@ -138,33 +121,26 @@ in
 {
   imports = [
     ../module.nix
+    # The options and mapping it has in common with the home-manager module.
+    ./common/agenix.nix
     (lib.mkRenamedOptionModule [ "age" "sshKeyPaths" ] [ "age" "identityPaths" ])
   ];
 
   options.age = {
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       description = "Secrets, as agenix declares them, activated by secretd.";
     };
-    secretsDir = mkOption {
-      type = types.str;
-      default = "/run/agenix";
-      description = "Where the secrets appear.";
-    };
+    secretsDir = mkOption { default = "/run/agenix"; };
     secretsMountPoint = mkOption {
-      type = types.str;
       default = "/run/agenix.d";
       description = "Where the ramfs holding the generations of secrets is mounted.";
     };
-    # Paths given as Nix paths are kept as strings, never copied into the store.
     identityPaths = mkOption {
-      type = types.listOf (types.either types.str types.path);
       default = lib.optionals config.services.openssh.enable (
         map (k: k.path) (lib.filter (k: lib.elem (k.type or null) [ "ed25519" "rsa" ]) config.services.openssh.hostKeys)
       );
       defaultText = lib.literalMD "the ed25519 and rsa host keys of `services.openssh`, when it is enabled";
-      description = "Keys that decrypt the secrets.";
     };
     ageBin = mkOption {
       type = types.str;
@@ -179,18 +155,13 @@ in
 
   config = lib.mkIf (cfg.secrets != { }) {
     secretd = {
-      enable = true;
-      secretsDir = lib.mkDefault cfg.secretsDir;
-      mountPoint = lib.mkDefault cfg.secretsMountPoint;
       forUsersSecretsDir = lib.mkDefault cfg.secretsDir;
-      identityPaths = lib.mkDefault (map toString cfg.identityPaths);
       # The package of a store ageBin (rage, age with plugins): its plugins are found beside it.
       plugins = lib.optional (lib.hasPrefix "${builtins.storeDir}/" cfg.ageBin) (dirOf (dirOf cfg.ageBin));
       secrets = lib.mapAttrs (
         _: s:
         {
-          inherit (s) name file path symlink;
-          format = "binary";
+          inherit (s) symlink;
           neededForUsers = neededForUsers s;
         }
         // lib.optionalAttrs (chmodMode s.mode != null) { mode = chmodMode s.mode; }

@@ -66,35 +66,14 @@ let
   };
 
   secretType = types.submodule (
-    { name, config, ... }:
+    { config, ... }:
     {
       options = ownershipOptions config // {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          description = "Name of the file under /run/secrets.";
-        };
-        key = mkOption {
-          type = types.str;
-          default = if cfg.defaultSopsKey != null then cfg.defaultSopsKey else name;
-          description = ''Key looked up in the sops file ("" for the whole file; ignored for binary).'';
-        };
+        name = mkOption { description = "Name of the file under /run/secrets."; };
         path = mkOption {
-          type = types.str;
           default = "${if config.neededForUsers then "/run/secrets-for-users" else "/run/secrets"}/${config.name}";
-          description = "Where the secret can be read; elsewhere than the default, a symlink.";
         };
-        format = mkOption {
-          type = types.enum formats;
-          default = cfg.defaultSopsFormat;
-          description = "Format of the sops file.";
-        };
-        sopsFile = mkOption {
-          type = types.path;
-          default = cfg.defaultSopsFile;
-          defaultText = lib.literalExpression "config.sops.defaultSopsFile";
-          description = "Sops file the secret is read from.";
-        };
+        format = mkOption { type = types.enum formats; };
         sopsFileHash = mkOption {
           type = types.str;
           readOnly = true;
@@ -122,16 +101,8 @@ let
         path = mkOption {
           type = types.str;
           default = "/run/secrets/rendered/${config.name}";
-          description = "Where the rendered file can be read.";
-        };
-        content = mkOption {
-          type = types.lines;
-          default = "";
-          description = "Text of the file, holding `config.sops.placeholder.<secret>` values.";
         };
         file = mkOption {
-          type = types.nullOr types.path;
-          default = null;
           description = ''
             File read for the text instead of `content`: a file of the configuration, or a
             derivation made by `pkgs.writeText` (whose text is taken without building it).
@@ -171,6 +142,8 @@ in
 {
   imports = [
     ../module.nix
+    # The options and mapping it has in common with the home-manager module.
+    ./common/sops.nix
     (lib.mkRenamedOptionModule [ "sops" "gnupgHome" ] [ "sops" "gnupg" "home" ])
     (lib.mkRenamedOptionModule [ "sops" "sshKeyPaths" ] [ "sops" "gnupg" "sshKeyPaths" ])
   ];
@@ -178,59 +151,20 @@ in
   options.sops = {
     secrets = mkOption {
       type = types.attrsOf secretType;
-      default = { };
       description = "Secrets, as sops-nix declares them, activated by secretd.";
     };
-    templates = mkOption {
-      type = types.attrsOf templateType;
-      default = { };
-      description = "Templates, as sops-nix declares them, rendered by secretd.";
-    };
-    placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
-      description = "The placeholder of each secret, for template contents.";
-    };
-    defaultSopsFile = mkOption {
-      type = types.path;
-      description = "Sops file that secrets come from by default.";
-    };
-    defaultSopsFormat = mkOption {
-      type = types.enum formats;
-      default = "yaml";
-      description = "Format of secrets that do not set one.";
-    };
-    defaultSopsKey = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      description = "Key of secrets that do not set one (null: the secret's name).";
-    };
+    templates = mkOption { type = types.attrsOf templateType; };
+    defaultSopsFormat = mkOption { type = types.enum formats; };
     validateSopsFiles = mkOption {
-      type = types.bool;
-      default = true;
       description = "Check the sops files when building the system (`secretd.checkManifest`).";
     };
     keepGenerations = mkOption {
-      type = types.ints.unsigned;
-      default = 1;
       description = "Generations of secrets kept besides the current one (0 never prunes).";
     };
     log = mkOption {
-      type = types.listOf (
-        types.enum [
-          "keyImport"
-          "secretChanges"
-        ]
-      );
-      default = [
-        "keyImport"
-        "secretChanges"
-      ];
       description = "Accepted: secretd always logs the identities it uses and what changed (names only).";
     };
     environment = mkOption {
-      type = types.attrsOf (types.either types.str types.path);
-      default = { };
       description = "Environment variables of secretd's activation units.";
     };
     package = mkOption {
@@ -257,33 +191,20 @@ in
       '';
     };
     age.plugins = mkOption {
-      type = types.listOf types.package;
-      default = [ ];
       description = "age plugins, on the activation units' PATH (`secretd.plugins`).";
     };
     age.generateKey = mkOption {
-      type = types.bool;
-      default = false;
       description = ''
         Whether to create `age.keyFile` with age-keygen at activation when it does not exist,
         before secrets are activated.
       '';
     };
-    # Paths given as Nix paths are kept as strings, never copied into the store.
     age.sshKeyPaths = mkOption {
-      type = types.listOf (types.either types.str types.path);
       default = hostKeys "ed25519";
       defaultText = lib.literalMD "the ed25519 keys of `services.openssh.hostKeys`";
       description = "SSH keys whose age identity decrypts the secrets.";
     };
-    age.keyFile = mkOption {
-      type = types.nullOr (types.either types.str types.path);
-      default = null;
-      description = "An age identity file that decrypts the secrets.";
-    };
     gnupg.home = mkOption {
-      type = types.nullOr types.str;
-      default = null;
       example = "/root/.gnupg";
       description = "A GnuPG home whose keys open PGP recipients, through gpg (`secretd.gnupgHome`).";
     };
@@ -303,11 +224,8 @@ in
   };
 
   config = lib.mkMerge [
-    { sops.placeholder = lib.mapAttrs (n: _: config.secretd.placeholder.${n}) cfg.secrets; }
-
     (lib.mkIf (cfg.secrets != { } || cfg.templates != { }) {
       secretd = {
-        enable = true;
         identityPaths = lib.mkDefault (
           map toString (
             cfg.age.sshKeyPaths ++ lib.optional (cfg.age.keyFile != null) cfg.age.keyFile ++ cfg.gnupg.sshKeyPaths
@@ -316,7 +234,6 @@ in
         gnupgHome = lib.mkDefault cfg.gnupg.home;
         gnupgPackage = lib.mkDefault cfg.gnupg.package;
         keepGenerations = lib.mkDefault cfg.keepGenerations;
-        checkManifest = lib.mkDefault cfg.validateSopsFiles;
         plugins = cfg.age.plugins;
         inherit (cfg) environment;
         activateAfter = lib.optional cfg.age.generateKey "generate-age-key";
@@ -324,9 +241,7 @@ in
           _: s:
           ownershipOf s
           // {
-            inherit (s) name path neededForUsers;
-            file = s.sopsFile;
-            inherit (s) format;
+            inherit (s) neededForUsers;
             # sops-nix writes whole dotenv and INI files, whatever the key.
             key = if lib.elem s.format [ "binary" "dotenv" "ini" ] then "" else s.key;
           }
@@ -335,7 +250,6 @@ in
           _: t:
           ownershipOf t
           // {
-            inherit (t) name path;
             # A file of the configuration or a pkgs.writeText is read now; another derivation
             # is read by secretd, so that evaluation does not build it.
             content =

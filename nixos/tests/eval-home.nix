@@ -29,6 +29,8 @@ let
   };
 
   pkgs = {
+    # What the flake's modules build secretd with.
+    inherit (import ./stub-pkgs.nix { inherit lib; }) callPackage;
     secretd = drv "secretd" "/usr/local";
     age = drv "age" "/nix/store/00000000000000000000000000000000-age";
     systemd = drv "systemd" "/nix/store/00000000000000000000000000000000-systemd";
@@ -132,6 +134,24 @@ let
     empty = { };
     sops = sopsConfig;
     agenix = agenixConfig;
+    # The flake's default module next to both compatibility modules, as users add them.
+    flake-modules = {
+      imports = [
+        flake.homeManagerModules.default
+        flake.homeManagerModules.sopsCompat
+        flake.homeManagerModules.agenixCompat
+        sopsConfig
+      ];
+    };
+  };
+
+  # The flake's modules, with this stub pkgs as the home configuration's nixpkgs.
+  flake = (import ../../flake.nix).outputs {
+    self = flake;
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = { };
+    };
   };
 
   badCases = {
