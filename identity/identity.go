@@ -175,6 +175,19 @@ func parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	return parseAge(trimmed, ui)
 }
 
+// PassphraseProtected reports whether path holds an OpenSSH private key that needs a
+// passphrase, which nobody can type for a unit.
+func PassphraseProtected(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	defer clear(data)
+	_, err = ssh.ParseRawPrivateKey(bytes.TrimSpace(data))
+	var passphrase *ssh.PassphraseMissingError
+	return errors.As(err, &passphrase)
+}
+
 func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
 	key, err := ssh.ParseRawPrivateKey(pemBytes)
 	var passphrase *ssh.PassphraseMissingError

@@ -1,7 +1,8 @@
 // Package sops reads files encrypted by sops (https://github.com/getsops/sops) 3.x natively:
 // it recognises the YAML, JSON, dotenv, INI and binary forms, unwraps the data key with age
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
-// file's MAC before returning anything.
+// file's MAC before returning anything. It also writes them as sops 3.12 does (Seal,
+// UpdateKeys), for secretd's authoring commands.
 //
 // Only age recipients are supported; files whose data key is held by PGP or a cloud KMS, or is
 // split across several key groups, are refused with an error naming what they use. Values left
@@ -69,6 +70,11 @@ func HasKey(data []byte, key string) error {
 // key is unwrapped from the file's age recipients; every value is authenticated against its key
 // path and the file's MAC is verified, so a modified file yields an error and no document.
 func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
+	return decrypt(data, func(md *metadata) ([]byte, error) { return unwrapDataKey(md, ids) })
+}
+
+// decrypt is Decrypt with the data key from unwrap, which decrypt clears when done.
+func decrypt(data []byte, unwrap func(*metadata) ([]byte, error)) (*structured.Document, error) {
 	f, err := loadSops(data)
 	if err != nil {
 		return nil, err
@@ -87,7 +93,7 @@ func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
 	if md.rule.byComments() && f.sourceFormat == manifest.FormatINI {
 		return nil, errors.New("the file selects encrypted values by comments (encrypted_comment_regex or unencrypted_comment_regex), which secretd does not support in INI files")
 	}
-	dataKey, err := unwrapDataKey(md, ids)
+	dataKey, err := unwrap(md)
 	if err != nil {
 		return nil, err
 	}

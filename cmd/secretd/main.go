@@ -1,7 +1,9 @@
 // Command secretd activates secrets at boot and on every switch: `secretd activate` decrypts a
 // manifest's secrets into a fresh ramfs generation and swaps it in, `secretd check` verifies a
 // manifest at build time without decrypting, and `secretd status` tells an operator what is live
-// and whether it is healthy.
+// and whether it is healthy. With --user the same commands serve a user's own secrets, in the
+// user's runtime directory. `secretd edit`, `encrypt`, `decrypt`, `rekey` and `recipients`
+// author the encrypted files, to the recipients .sops.yaml or secrets.nix names.
 package main
 
 import (
@@ -121,7 +123,7 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if *userMode {
 		if who, err = currentUser(); err == nil {
-			m, err = loadUserManifest(*manifestPath, who)
+			m, err = loadUserManifest(*manifestPath, who, log)
 		}
 	} else {
 		m, err = manifest.Load(*manifestPath)
