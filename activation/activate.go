@@ -467,7 +467,7 @@ func signal(ctx context.Context, plan *Plan, opts *Options) []units.Result {
 	if err != nil {
 		opts.Log.Warn("systemd not reachable: units not signalled; the secrets are in place", zap.Error(err),
 			zap.Strings("restart", plan.Restart), zap.Strings("reload", plan.Reload))
-		return nil
+		return units.NotSignalled(units.Request{Restart: plan.Restart, Reload: plan.Reload}, "systemd unreachable")
 	}
 	defer s.Close()
 	return s.Signal(ctx, units.Request{Restart: plan.Restart, Reload: plan.Reload}, opts.UnitWait, opts.Log)

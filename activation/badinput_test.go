@@ -256,6 +256,10 @@ func badInputs() []badInput {
 			return f.encrypt("not.json", []byte("password hunter2-correct-horse-battery\n"))
 		}, jsonObject{"format": "json", "key": "password"}),
 			want: []string{`secret "nested/multi"`, "not.json", "json"}},
+		{name: "plaintext with a duplicate key", input: withFile(1, func(f *fixture) string {
+			return f.encrypt("dup.json", []byte(`{"not-a-key-but-maybe-secret-material": 1, "not-a-key-but-maybe-secret-material": 2}`))
+		}, jsonObject{"format": "json", "key": "password"}),
+			want: []string{`secret "nested/multi"`, "dup.json", "duplicate key at line 1, column"}},
 
 		// Encrypted files.
 		{name: "file missing", input: withSecret(1, jsonObject{"file": "/nonexistent/secretd/db.age"}),

@@ -11,15 +11,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/ramfs"
 )
 
 // Status is what is live and whether it is healthy.
 type Status struct {
-	Healthy  bool           `json:"healthy"`
-	Problems []string       `json:"problems"`
-	State    *State         `json:"state"`
-	Files    []OutputHealth `json:"files"`
+	Healthy bool `json:"healthy"`
+	// Unreadable: the recorded state could not be read (status not run as root, for one), so
+	// nothing is known of the health.
+	Unreadable bool           `json:"unreadable,omitempty"`
+	Problems   []string       `json:"problems"`
+	State      *State         `json:"state"`
+	Files      []OutputHealth `json:"files"`
 }
 
 // OutputHealth is one recorded output as found on disk now.
@@ -44,12 +48,17 @@ func ReadStoreStatus(store ramfs.Store) *Status {
 	switch {
 	case err != nil:
 		st.Problems = append(st.Problems, err.Error())
+		st.Unreadable = true
 		return st
 	case state == nil:
 		st.Problems = append(st.Problems, fmt.Sprintf("no activation recorded under %s (has secretd activate run?)", mountPoint))
 		return st
 	}
 	st.State = state
+	if state.Generation < 1 {
+		st.Problems = append(st.Problems, fmt.Sprintf("the recorded state names generation %d", state.Generation))
+		return st
+	}
 	switch {
 	case store.Ready():
 	case store.User:
@@ -69,7 +78,13 @@ func ReadStoreStatus(store ramfs.Store) *Status {
 	dir := store.Dir(state.Generation)
 	for _, o := range state.Outputs {
 		h := OutputHealth{OutputState: o}
-		h.Problem = checkOutput(dir, o)
+		// The state is root's, but status must not be made to describe (or follow a link
+		// to) anything outside the generation should it be crafted.
+		if err := manifest.CheckName(o.Name); err != nil {
+			h.Problem = "invalid name in the recorded state: " + err.Error()
+		} else {
+			h.Problem = checkOutput(dir, o)
+		}
 		h.OK = h.Problem == ""
 		if !h.OK {
 			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", o.Kind, o.Path, h.Problem))

@@ -16,11 +16,7 @@ import (
 // a file that already holds exactly this is left alone. inMemory reports whether path's file
 // system is a tmpfs or ramfs; elsewhere a plaintext copy of the secret is on disk.
 func PlaceFile(path string, uid, gid int, mode uint32, content []byte) (changed, inMemory bool, err error) {
-	parent, err := trustedDir(filepath.Dir(path), true)
-	if err != nil {
-		return false, false, fmt.Errorf("%s: %w", path, err)
-	}
-	dirfd, err := openDirNoFollow(parent)
+	dirfd, _, err := openTrustedDir(filepath.Dir(path), true)
 	if err != nil {
 		return false, false, fmt.Errorf("%s: %w", path, err)
 	}

@@ -336,3 +336,49 @@ func TestBuilderConcurrentWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureMountedHardensAFoundRamfs: a ramfs someone mounted at the mount point before
+// secretd (world-writable, without nosuid, nodev, noexec) is made root's 0751 and remounted with
+// those flags before it is used; one not owned by root, or holding entries of another user, is
+// refused.
+func TestEnsureMountedHardensAFoundRamfs(t *testing.T) {
+	testns.Require(t)
+	base := t.TempDir()
+	premount := func(name string) string {
+		dir := filepath.Join(base, name)
+		os.Mkdir(dir, 0o755)
+		if err := unix.Mount("ramfs", dir, "ramfs", 0, "mode=1777"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		return dir
+	}
+
+	open := premount("open")
+	if err := ramfs.EnsureMounted(open); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(open, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != ramfs.MountMode || st.Uid != 0 {
+		t.Errorf("found ramfs left with mode %04o, uid %d", st.Mode&0o7777, st.Uid)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(open, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC); fs.Flags&want != want {
+		t.Errorf("found ramfs not remounted nosuid,nodev,noexec (flags %#x)", fs.Flags)
+	}
+
+	userOwned := premount("user-owned")
+	os.Chown(userOwned, 1000, 1000)
+	expectErr(t, ramfs.EnsureMounted(userOwned), "owned by uid 1000")
+
+	planted := premount("planted")
+	os.Mkdir(filepath.Join(planted, ".building-7"), 0o755)
+	os.Chown(filepath.Join(planted, ".building-7"), 1000, 1000)
+	expectErr(t, ramfs.EnsureMounted(planted), ".building-7")
+}

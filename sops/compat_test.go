@@ -251,3 +251,20 @@ func gnupgHome(t *testing.T) identity.GnuPGHome {
 	}
 	return identity.GnuPGHome(dir)
 }
+
+// A JSON file read as YAML keeps refusing what sops does not authenticate.
+func TestJSONAsYAMLKeepsRefusals(t *testing.T) {
+	doc, err := Decrypt(readFile(t, filepath.Join(compatDir, "enc", "data.json")), compatIDs(t, "a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"json", "yaml"} {
+		d, err := As(doc, format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Value("list/1/y"); err == nil {
+			t.Errorf("%s: a lookup through a list index was accepted", format)
+		}
+	}
+}

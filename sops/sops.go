@@ -61,6 +61,7 @@ func HasKey(data []byte, key string) error {
 	if err != nil {
 		return err
 	}
+	doc.SetUnbound(structured.Unbound{ListPositions: true})
 	return doc.Has(key)
 }
 
@@ -116,7 +117,36 @@ func decrypt(data []byte, unwrap func(*metadata) ([]byte, error)) (*structured.D
 	if err := verifyMAC(c, md.mac, macAAD, w.mac.Sum(nil)); err != nil {
 		return nil, err
 	}
-	return f.document(plain)
+	doc, err := f.document(plain)
+	if err != nil {
+		return nil, err
+	}
+	doc.SetUnbound(w.unbound())
+	return doc, nil
+}
+
+// unbound lists what the MAC leaves an editor of the file free to move. sops binds each
+// encrypted value to its key path, but list items share their list's path, and cleartext
+// values enter the MAC only as one unseparated sequence (and not at all with
+// mac_only_encrypted): their keys can be swapped and text moved between them.
+func (w *walker) unbound() structured.Unbound {
+	u := structured.Unbound{ListPositions: true}
+	var reason string
+	switch {
+	case len(w.cleartext) == 0:
+		return u
+	case w.macOnlyEncrypted:
+		reason = "it is a cleartext value and the file's MAC does not cover cleartext (mac_only_encrypted)"
+	case len(w.cleartext) > 1:
+		reason = fmt.Sprintf("it is a cleartext value, and sops authenticates the file's %d cleartext values only as one sequence, not by key (an edit could move text between them); encrypt it", len(w.cleartext))
+	default:
+		return u
+	}
+	u.Values = make(map[*structured.Node]string, len(w.cleartext))
+	for _, n := range w.cleartext {
+		u.Values[n] = reason
+	}
+	return u
 }
 
 // loadSops loads data, turning "no metadata" into a user-facing error.
@@ -172,6 +202,8 @@ type walker struct {
 	// before each entry enclosing it (one level per map or list).
 	comments commentTable
 	levels   [][]string
+	// cleartext holds the output node of every value the file keeps in cleartext.
+	cleartext []*structured.Node
 }
 
 func (w *walker) walk(n *structured.Node, path []string) (*structured.Node, error) {
@@ -236,6 +268,7 @@ func (w *walker) leaf(n *structured.Node, path []string) (*structured.Node, erro
 		if !w.macOnlyEncrypted {
 			w.mac.Write(macBytes)
 		}
+		w.cleartext = append(w.cleartext, out)
 		return out, nil
 	}
 	if n.Kind != structured.String || (n.Tag != "" && n.Tag != structured.TagString) {

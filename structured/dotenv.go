@@ -37,12 +37,12 @@ func parseDotenv(data []byte) (*Node, error) {
 			return nil, fmt.Errorf("line %d: empty variable name", i+1)
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("line %d: variable %q is defined twice", i+1, name)
+			return nil, fmt.Errorf("line %d: the variable is defined twice", i+1)
 		}
 		seen[name] = true
 		value, err := dotenvValue(line[eq+1:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d (%s): %w", i+1, name, err)
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
 		root.Entries = append(root.Entries, Entry{Key: name, Value: &Node{Kind: String, Text: value}})
 	}

@@ -23,7 +23,7 @@ const iniKeyDelimiters = "=:"
 //     '...', "...", `...` or """...""" (the last two may span lines), and a trailing
 //     backslash continues a value on the next line.
 //   - A section header may repeat: each occurrence is its own section, as with ini.v1's
-//     non-unique sections (lookups try them in order).
+//     non-unique sections (a key found in more than one is ambiguous and refused).
 //
 // A key defined twice within one section is an error. With keepComments, the comments ini.v1
 // keeps are kept as Comments: a section's (the lines before its header and a comment after it)
@@ -35,7 +35,6 @@ func parseINI(data []byte, keepComments bool) (*Node, error) {
 	section := &Node{Kind: Map}
 	root := &Node{Kind: Map, Entries: []Entry{{Key: DefaultSection, Value: section}}}
 	seen := map[string]bool{}
-	sectionName := DefaultSection
 	autoIncrement := 1
 	var comment strings.Builder
 	takeComment := func(n *Node, i, size int) {
@@ -64,7 +63,7 @@ func parseINI(data []byte, keepComments bool) (*Node, error) {
 			if end < 0 {
 				return nil, fmt.Errorf("line %d: unclosed section header", lineNo)
 			}
-			sectionName = line[1:end]
+			sectionName := line[1:end]
 			if sectionName == "" {
 				return nil, fmt.Errorf("line %d: empty section name", lineNo)
 			}
@@ -84,7 +83,7 @@ func parseINI(data []byte, keepComments bool) (*Node, error) {
 		}
 		value, inline, consumed, err := readINIValue(line[offset:], lines[i+1:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d (key %q): %w", lineNo, name, err)
+			return nil, fmt.Errorf("line %d: %w", lineNo, err)
 		}
 		comment.WriteString(inline)
 		i += consumed
@@ -93,7 +92,7 @@ func parseINI(data []byte, keepComments bool) (*Node, error) {
 			autoIncrement++
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("line %d: key %q is defined twice in section %q", lineNo, name, sectionName)
+			return nil, fmt.Errorf("line %d: the key is defined twice in its section", lineNo)
 		}
 		seen[name] = true
 		takeComment(section, len(section.Entries), len(section.Entries))
@@ -208,26 +207,36 @@ func surroundedBy(s string, quote byte) bool {
 		strings.IndexByte(s[1:], quote) == len(s)-2
 }
 
-// lookupINI finds "key" (outside any section, or a whole section) or "section/key".
+// lookupINI finds "key" (outside any section, or a whole section) or "section/key". A key that
+// can be read more than one way (a repeated section, a "/" in a section or key name) is refused.
 func lookupINI(root *Node, key string) (*Node, error) {
+	var found []*Node
 	if !strings.Contains(key, "/") {
-		if n := iniKey(root, DefaultSection, key); n != nil {
-			return n, nil
-		}
+		found = iniKeys(root, DefaultSection, key, found)
 		for _, s := range root.Entries {
 			if s.Key == key {
-				return s.Value, nil
+				found = append(found, s.Value)
 			}
 		}
-		return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no key %q outside a section and no section %q", key, key)}
+		switch len(found) {
+		case 0:
+			return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no key %q outside a section and no section %q", key, key)}
+		case 1:
+			return found[0], nil
+		}
+		return nil, ambiguous(key)
 	}
 	for i := 0; i < len(key); i++ {
-		if key[i] != '/' {
-			continue
+		if key[i] == '/' {
+			found = iniKeys(root, key[:i], key[i+1:], found)
 		}
-		if n := iniKey(root, key[:i], key[i+1:]); n != nil {
-			return n, nil
-		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+	default:
+		return nil, ambiguous(key)
 	}
 	section, name, _ := strings.Cut(key, "/")
 	for _, s := range root.Entries {
@@ -238,18 +247,19 @@ func lookupINI(root *Node, key string) (*Node, error) {
 	return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no section %q", section)}
 }
 
-func iniKey(root *Node, section, name string) *Node {
+// iniKeys appends every value of key name in the sections called section.
+func iniKeys(root *Node, section, name string, found []*Node) []*Node {
 	for _, s := range root.Entries {
 		if s.Key != section || s.Value.Kind != Map {
 			continue
 		}
 		for _, e := range s.Value.Entries {
 			if e.Key == name {
-				return e.Value
+				found = append(found, e.Value)
 			}
 		}
 	}
-	return nil
+	return found
 }
 
 // emitINI writes sections the way ini.v1 (and so sops) does: keys aligned on " = ", a blank

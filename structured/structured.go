@@ -71,7 +71,7 @@ type Node struct {
 	// the tag follows from Kind; it only matters when the node is written as YAML.
 	Tag string
 	// Entries are a map's key/value pairs in document order. Keys are unique in parsed
-	// documents; where a tree carries a key twice, lookups try each in order.
+	// documents; where a tree carries a key twice, a lookup through it is ambiguous and refused.
 	Entries []Entry
 	// Items are a list's elements.
 	Items []*Node
@@ -113,7 +113,25 @@ type Document struct {
 	// fetching every key of a document is linear, not quadratic.
 	indexMu sync.Mutex
 	index   map[*Node]map[string][]int
+	// unbound lists what the document's source did not authenticate.
+	unbound Unbound
 }
+
+// Unbound describes what the source of a document leaves unauthenticated, so that lookups refuse
+// a value that someone able to edit the source, but holding no key, could have moved there
+// (sops binds an encrypted value to its key path, but neither list positions nor the keys of
+// cleartext values).
+type Unbound struct {
+	// ListPositions makes every lookup through a list index an error.
+	ListPositions bool
+	// Values maps nodes whose content or place is not authenticated to the reason; a lookup
+	// that returns one, or a map or list holding one, is an error.
+	Values map[*Node]string
+}
+
+// SetUnbound records what the document's source leaves unauthenticated. Call it before the
+// document is shared.
+func (d *Document) SetUnbound(u Unbound) { d.unbound = u }
 
 // entriesNamed returns the indices of n's entries whose key is k, in document order.
 func (d *Document) entriesNamed(n *Node, k string) []int {
@@ -239,7 +257,12 @@ func NewDocument(format string, roots ...*Node) (*Document, error) {
 // another format too (JSON is YAML). Everything else the document knows about its trees
 // carries over.
 func (d *Document) Reformatted(format string) (*Document, error) {
-	return NewDocument(format, d.roots...)
+	out, err := NewDocument(format, d.roots...)
+	if err != nil {
+		return nil, err
+	}
+	out.unbound = d.unbound
+	return out, nil
 }
 
 // Format returns the document's format.
@@ -252,10 +275,18 @@ func (d *Document) Roots() []*Node { return d.roots }
 // own format. See the package documentation for the key syntax and how values are rendered.
 func (d *Document) Value(key string) ([]byte, error) {
 	if key == "" {
+		for _, root := range d.roots {
+			if err := d.checkBound(key, root); err != nil {
+				return nil, err
+			}
+		}
 		return d.serialiseWhole()
 	}
 	n, err := d.lookup(key)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.checkBound(key, n); err != nil {
 		return nil, err
 	}
 	if n.IsScalar() {
@@ -274,8 +305,47 @@ func (d *Document) Has(key string) error {
 	if key == "" {
 		return nil
 	}
-	_, err := d.lookup(key)
-	return err
+	n, err := d.lookup(key)
+	if err != nil {
+		return err
+	}
+	return d.checkBound(key, n)
+}
+
+// UnboundError reports a lookup refused because its value is not authenticated by the
+// document's source.
+type UnboundError struct {
+	Key    string
+	Reason string
+}
+
+func (e *UnboundError) Error() string {
+	what := fmt.Sprintf("key %q", e.Key)
+	if e.Key == "" {
+		what = "the whole document"
+	}
+	return fmt.Sprintf("%s cannot be used: %s", what, e.Reason)
+}
+
+// checkBound refuses n if it is, or holds, a value its source did not authenticate.
+func (d *Document) checkBound(key string, n *Node) error {
+	if len(d.unbound.Values) == 0 {
+		return nil
+	}
+	if reason, ok := d.unbound.Values[n]; ok {
+		return &UnboundError{Key: key, Reason: reason}
+	}
+	for _, e := range n.Entries {
+		if err := d.checkBound(key, e.Value); err != nil {
+			return err
+		}
+	}
+	for _, item := range n.Items {
+		if err := d.checkBound(key, item); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scalarBytes renders a scalar: its text; null (written null, ~ or not at all) as sops prints it.
@@ -292,50 +362,85 @@ func (d *Document) lookup(key string) (*Node, error) {
 	case manifest.FormatBinary:
 		return nil, &KeyError{Key: key, Reason: "a binary document is a single value and has no keys"}
 	case manifest.FormatDotenv:
+		var found []*Node
 		for _, e := range root.Entries {
 			if e.Key == key {
-				return e.Value, nil
+				found = append(found, e.Value)
 			}
 		}
-		return nil, &KeyError{Key: key, Reason: "no such variable"}
+		switch len(found) {
+		case 0:
+			return nil, &KeyError{Key: key, Reason: "no such variable"}
+		case 1:
+			return found[0], nil
+		}
+		return nil, ambiguous(key)
 	case manifest.FormatINI:
 		return lookupINI(root, key)
 	}
 	return d.lookupPath(root, key)
 }
 
-// lookupPath resolves a "/"-separated path. A map key may itself contain "/": where segments
-// could be read either way, the shortest key that leads to a value wins.
-func (d *Document) lookupPath(root *Node, key string) (*Node, error) {
-	segments := strings.Split(key, "/")
-	if n := d.resolve(root, segments); n != nil {
-		return n, nil
-	}
-	return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
+// ErrAmbiguousKey is matched (with errors.Is) by the error of a key path that names more than
+// one value.
+var ErrAmbiguousKey = errors.New("key names more than one value")
+
+// ErrListIndex is matched (with errors.Is) by the error of a lookup through a list index in a
+// document whose list positions are not authenticated.
+var ErrListIndex = errors.New("list positions are not authenticated")
+
+func ambiguous(key string) error {
+	return fmt.Errorf("key %q names more than one value (a key given twice, or a key containing \"/\" that also reads as a path): %w", key, ErrAmbiguousKey)
 }
 
-// resolve walks segments from n and returns the node reached, or nil.
-func (d *Document) resolve(n *Node, segments []string) *Node {
+// lookupPath resolves a "/"-separated path. A map key may itself contain "/"; a path that can
+// be read more than one way is refused rather than resolved by a preference an editor of the
+// document could exploit.
+func (d *Document) lookupPath(root *Node, key string) (*Node, error) {
+	segments := strings.Split(key, "/")
+	var found []*Node
+	if err := d.resolve(root, key, segments, &found); err != nil {
+		return nil, err
+	}
+	switch len(found) {
+	case 0:
+		return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
+	case 1:
+		return found[0], nil
+	}
+	return nil, ambiguous(key)
+}
+
+// resolve walks segments from n and appends every node reached to found, stopping at two.
+func (d *Document) resolve(n *Node, key string, segments []string, found *[]*Node) error {
 	if len(segments) == 0 {
-		return n
+		*found = append(*found, n)
+		return nil
 	}
 	switch n.Kind {
 	case Map:
-		for take := 1; take <= len(segments); take++ {
+		explicit := false
+		for take := 1; take <= len(segments) && len(*found) < 2; take++ {
 			k := strings.Join(segments[:take], "/")
 			for _, i := range d.entriesNamed(n, k) {
 				if n.Entries[i].Merge {
 					continue
 				}
-				if found := d.resolve(n.Entries[i].Value, segments[take:]); found != nil {
-					return found
+				explicit = true
+				if err := d.resolve(n.Entries[i].Value, key, segments[take:], found); err != nil {
+					return err
 				}
 			}
 		}
-		return d.resolveMerged(n, segments)
+		if !explicit {
+			return d.resolveMerged(n, key, segments, found)
+		}
 	case List:
 		if i, ok := listIndex(segments[0], len(n.Items)); ok {
-			return d.resolve(n.Items[i], segments[1:])
+			if d.unbound.ListPositions {
+				return fmt.Errorf("key %q selects a list item by its index, which this file does not authenticate (an edit could shift the items); give the value a map key: %w", key, ErrListIndex)
+			}
+			return d.resolve(n.Items[i], key, segments[1:], found)
 		}
 	}
 	return nil
@@ -343,7 +448,7 @@ func (d *Document) resolve(n *Node, segments []string) *Node {
 
 // resolveMerged looks segments up in the maps that n's merge keys bring in, earlier ones first,
 // as YAML merges them: n's own keys were tried already and win.
-func (d *Document) resolveMerged(n *Node, segments []string) *Node {
+func (d *Document) resolveMerged(n *Node, key string, segments []string, found *[]*Node) error {
 	for _, e := range n.Entries {
 		if !e.Merge {
 			continue
@@ -356,8 +461,9 @@ func (d *Document) resolveMerged(n *Node, segments []string) *Node {
 			if src.Kind != Map {
 				continue
 			}
-			if found := d.resolve(src, segments); found != nil {
-				return found
+			before := len(*found)
+			if err := d.resolve(src, key, segments, found); err != nil || len(*found) > before {
+				return err
 			}
 		}
 	}

@@ -35,7 +35,8 @@ commands:
   check    --manifest PATH [--users | --user]
            validate a manifest and its files without decrypting (build time)
   status   [--mount-point DIR] [--json] [--user]
-           show what is live; exit 0 when healthy, 1 otherwise
+           show what is live; exit 0 when healthy, 1 when not, 3 when the
+           recorded state cannot be read (not root, for one)
 
 --user works on the calling user's own secrets, as that user: generations in
 $XDG_RUNTIME_DIR/secretd.d, units of the user's systemd instance.
@@ -53,6 +54,9 @@ const (
 	exitFailed    = 1
 	exitUsage     = 2
 	exitUnhealthy = 1
+	// exitUnreadable: status could not read the recorded state, so it knows nothing of the
+	// health (it is not unhealthy).
+	exitUnreadable = 3
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -248,7 +252,10 @@ func status(args []string, stdout, stderr io.Writer) int {
 	} else {
 		st.Print(stdout)
 	}
-	if !st.Healthy {
+	switch {
+	case st.Unreadable:
+		return exitUnreadable
+	case !st.Healthy:
 		return exitUnhealthy
 	}
 	return exitOK
