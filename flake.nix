@@ -16,7 +16,7 @@
 
       # The hash of `go mod vendor`. nixos/update-vendor-hash.sh rewrites it after go.mod
       # changes; a test in nixos/ fails while it is stale.
-      vendorHash = "sha256-CQVZAegdkW3yOzbrfPcyWyVphCTc3PHrN0sULizQSbk=";
+      vendorHash = "sha256-4DKTLvUS+HPUj0T/6BBGOQqfA5TnJa/Tqt0D4AFTaJ0=";
 
       secretdFor = pkgs: pkgs.callPackage ./nixos/package.nix { inherit vendorHash; };
 

@@ -17,8 +17,9 @@ fi
 # D-Bus tests, nix-instantiate to parse and evaluate the NixOS modules, systemd-analyze to
 # verify the rendered units, python3 to parse the NixOS test script, GNU cpio to cross-check
 # the initramfs writer, age and ssh-keygen for testdata/interop/make.sh and the VM suite
-# (whose kernel, qemu and image builder vmtest/install-deps.sh adds).
-packages="util-linux dbus nix-bin systemd python3 cpio age openssh-client time"
+# (whose kernel, qemu and image builder vmtest/install-deps.sh adds), gpg for sops files opened
+# with a GnuPG home.
+packages="util-linux dbus nix-bin systemd python3 cpio age openssh-client time gnupg"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

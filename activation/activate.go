@@ -80,7 +80,7 @@ func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]O
 	for i := range m.Secrets {
 		s := &m.Secrets[i]
 		o := Output{Name: s.Name, Kind: KindSecret, File: s.File, Format: s.Format, Key: s.Key, Link: s.Path,
-			RestartUnits: s.RestartUnits, ReloadUnits: s.ReloadUnits}
+			Copy: manifest.CopyToPath(s.Path, s.Symlink), RestartUnits: s.RestartUnits, ReloadUnits: s.ReloadUnits}
 		if err := resolve(&o, s.Ownership, accounts, forUsers); err != nil {
 			problems = append(problems, fmt.Sprintf("secret %q: %v", s.Name, err))
 		}
@@ -89,7 +89,7 @@ func resolveOutputs(m *manifest.Manifest, accounts Accounts, forUsers bool) ([]O
 	for i := range m.Templates {
 		t := &m.Templates[i]
 		o := Output{Name: manifest.RenderedDir + "/" + t.Name, Kind: KindTemplate, Link: t.Path,
-			RestartUnits: t.RestartUnits, ReloadUnits: t.ReloadUnits}
+			Copy: manifest.CopyToPath(t.Path, t.Symlink), RestartUnits: t.RestartUnits, ReloadUnits: t.ReloadUnits}
 		if err := resolve(&o, t.Ownership, accounts, forUsers); err != nil {
 			problems = append(problems, fmt.Sprintf("template %q: %v", t.Name, err))
 		}
@@ -286,8 +286,9 @@ func checkSecretsDir(dir string) (emptyRealDir bool, err error) {
 	}
 }
 
-// checkLinkTargets refuses, before anything is written, a path that would replace a real file
-// or directory, or whose parent cannot be a directory.
+// checkLinkTargets refuses, before anything is written, a path that would replace a directory,
+// or whose parent cannot be a directory. A regular file there is replaced: it is what agenix
+// leaves with symlink = false, or a copy secretd made.
 func checkLinkTargets(outputs []Output) error {
 	var problems []string
 	for _, o := range outputs {
@@ -303,10 +304,11 @@ func checkLinkTargets(outputs []Output) error {
 		case err != nil:
 			problems = append(problems, fmt.Sprintf("%s %q: path %s: %v", o.Kind, o.Name, o.Link, err))
 		case fi.Mode()&fs.ModeSymlink != 0:
+		case fi.Mode().IsRegular():
 		case fi.IsDir():
-			problems = append(problems, fmt.Sprintf("%s %q: path %s is a directory; secretd only replaces symlinks there", o.Kind, o.Name, o.Link))
+			problems = append(problems, fmt.Sprintf("%s %q: path %s is a directory; secretd only replaces symlinks and files there", o.Kind, o.Name, o.Link))
 		default:
-			problems = append(problems, fmt.Sprintf("%s %q: path %s is a regular file; secretd only replaces symlinks there: move it away", o.Kind, o.Name, o.Link))
+			problems = append(problems, fmt.Sprintf("%s %q: path %s is a %s; secretd only replaces symlinks and files there", o.Kind, o.Name, o.Link, fi.Mode().Type()))
 		}
 	}
 	if len(problems) > 0 {
@@ -380,6 +382,12 @@ func writeGeneration(m *manifest.Manifest, store ramfs.Store, outputs []Output, 
 			return 0, nil, err
 		}
 	}
+	for dir, a := range directories(outputs) {
+		if err := b.SetDir(dir, a.UID, a.GID, a.Mode); err != nil {
+			b.Abort()
+			return 0, nil, err
+		}
+	}
 	if _, err := b.Commit(); err != nil {
 		b.Abort()
 		return 0, nil, err
@@ -393,12 +401,22 @@ func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Opt
 		if o.Link == "" {
 			continue
 		}
+		if o.Copy {
+			if err := placeCopy(o, opts); err != nil {
+				return err
+			}
+			continue
+		}
 		target := filepath.Join(m.SecretsDir, o.Name)
 		if current, err := os.Readlink(o.Link); err == nil && current == target {
 			continue
 		}
-		if err := ramfs.PlaceSymlink(o.Link, target); err != nil {
+		replaced, err := ramfs.PlaceSymlink(o.Link, target)
+		if err != nil {
 			return fmt.Errorf("%s %q: path %w", o.Kind, o.Name, err)
+		}
+		if replaced {
+			opts.Log.Info("replaced a file at a path by its symlink", zap.String(o.Kind, o.Name), zap.String("path", o.Link))
 		}
 		opts.hook("link")
 	}
@@ -411,13 +429,29 @@ func makeLinks(m *manifest.Manifest, outputs []Output, stale []string, opts *Opt
 	return nil
 }
 
+// placeCopy writes o's content at its path as a file of its own (symlink = false), and warns
+// when that puts a plaintext secret on a disk.
+func placeCopy(o Output, opts *Options) error {
+	changed, inMemory, err := ramfs.PlaceFile(o.Link, o.UID, o.GID, o.Mode, o.content)
+	if err != nil {
+		return fmt.Errorf("%s %q: path %w", o.Kind, o.Name, err)
+	}
+	if changed {
+		if !inMemory {
+			opts.Log.Warn("a copy of a secret was written to a file system that is neither tmpfs nor ramfs: it is on disk", zap.String(o.Kind, o.Name), zap.String("path", o.Link))
+		}
+		opts.hook("link")
+	}
+	return nil
+}
+
 func outputStates(m *manifest.Manifest, outputs []Output, sources map[string]string, stamps map[string]InputStamp, written map[string]ramfs.FileInfo) []OutputState {
 	states := make([]OutputState, len(outputs))
 	for i, o := range outputs {
 		w := written[o.Name]
 		states[i] = OutputState{
 			Source: sources[o.Name], Input: stamps[o.File], Ino: w.Ino, Ctime: w.Ctime,
-			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link,
+			Name: o.Name, Kind: o.Kind, Path: filepath.Join(m.SecretsDir, o.Name), Link: o.Link, Copy: o.Copy,
 			Owner: o.Owner, Group: o.Group, UID: o.UID, GID: o.GID, Mode: o.ModeString, Size: int(w.Size),
 			RestartUnits: o.RestartUnits, ReloadUnits: o.ReloadUnits,
 		}
@@ -433,7 +467,7 @@ func signal(ctx context.Context, plan *Plan, opts *Options) []units.Result {
 	if err != nil {
 		opts.Log.Warn("systemd not reachable: units not signalled; the secrets are in place", zap.Error(err),
 			zap.Strings("restart", plan.Restart), zap.Strings("reload", plan.Reload))
-		return nil
+		return units.NotSignalled(units.Request{Restart: plan.Restart, Reload: plan.Reload}, "systemd unreachable")
 	}
 	defer s.Close()
 	return s.Signal(ctx, units.Request{Restart: plan.Restart, Reload: plan.Reload}, opts.UnitWait, opts.Log)

@@ -221,26 +221,25 @@ func TestPathSymlinks(t *testing.T) {
 		t.Fatalf("stale link remains: %v", err)
 	}
 
-	// A regular file or a directory at path stops the run before the swap.
+	// A directory at path stops the run before the swap.
 	gen := f.live()
-	for _, kind := range []string{"file", "dir"} {
-		p := filepath.Join(f.dir, "occupied-"+kind)
-		if kind == "file" {
-			os.WriteFile(p, []byte("mine"), 0o600)
-		} else {
-			os.Mkdir(p, 0o755)
-		}
-		bad := manifest.Secret{Name: "other", File: interop.Enc(t, "multi-recipient.age"), Path: p}
-		_, err := f.activate(f.manifest(s, bad), activation.Options{})
-		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), `"other"`) {
-			t.Fatalf("%s at path: error %v", kind, err)
-		}
-		if f.live() != gen {
-			t.Fatal("live generation moved")
-		}
+	dir := filepath.Join(f.dir, "occupied-dir")
+	os.Mkdir(dir, 0o755)
+	bad := manifest.Secret{Name: "other", File: interop.Enc(t, "multi-recipient.age"), Path: dir}
+	_, err = f.activate(f.manifest(s, bad), activation.Options{})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), `"other"`) {
+		t.Fatalf("directory at path: error %v", err)
 	}
-	if data, _ := os.ReadFile(filepath.Join(f.dir, "occupied-file")); string(data) != "mine" {
-		t.Fatal("the regular file at path was replaced")
+	if f.live() != gen {
+		t.Fatal("live generation moved")
+	}
+	// A regular file at path, as agenix leaves with symlink = false, is replaced by the symlink.
+	file := filepath.Join(f.dir, "occupied-file")
+	os.WriteFile(file, []byte("left by agenix"), 0o400)
+	other := manifest.Secret{Name: "other", File: interop.Enc(t, "multi-recipient.age"), Path: file}
+	f.mustActivate(f.manifest(s, other), activation.Options{})
+	if target, err := os.Readlink(file); err != nil || target != filepath.Join(f.secretsDir, "other") {
+		t.Fatalf("the regular file at path was not replaced by the symlink: %q, %v", target, err)
 	}
 }
 

@@ -103,7 +103,7 @@ func (f *decryptedFile) wipe() {
 
 // decryptFiles decrypts every distinct file in parallel, one worker per core. A file that r
 // finds unchanged, by its stamp and then its digest, is neither read nor decrypted.
-func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map[string]*decryptedFile {
+func decryptFiles(in *inputSet, ids *identity.Set, gnupgHome string, r *reuser, now time.Time) map[string]*decryptedFile {
 	results := make(map[string]*decryptedFile, len(in.paths))
 	for _, p := range in.paths {
 		results[p] = &decryptedFile{}
@@ -112,11 +112,12 @@ func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map
 	// checking a stamp does.
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	pgp := pgpIdentities(ids, gnupgHome)
 	for range min(runtime.NumCPU(), len(in.paths)) {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(in.paths); i = int(next.Add(1)) - 1 {
 				p := in.paths[i]
-				decryptFile(p, in, ids.Identities(), results[p], r, now)
+				decryptFile(p, in, ids.Identities(), pgp, results[p], r, now)
 			}
 		})
 	}
@@ -124,7 +125,20 @@ func decryptFiles(in *inputSet, ids *identity.Set, r *reuser, now time.Time) map
 	return results
 }
 
-func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFile, r *reuser, now time.Time) {
+// pgpIdentities are what opens a sops file's PGP recipients: the RSA identities as OpenPGP keys,
+// then the GnuPG home, if any.
+func pgpIdentities(ids *identity.Set, gnupgHome string) []sops.PGPIdentity {
+	var out []sops.PGPIdentity
+	for _, k := range ids.PGPKeys() {
+		out = append(out, k)
+	}
+	if gnupgHome != "" {
+		out = append(out, identity.GnuPGHome(gnupgHome))
+	}
+	return out
+}
+
+func decryptFile(path string, in *inputSet, ids []age.Identity, pgp []sops.PGPIdentity, out *decryptedFile, r *reuser, now time.Time) {
 	if r != nil {
 		var st unix.Stat_t
 		if unix.Stat(path, &st) == nil {
@@ -152,7 +166,7 @@ func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFi
 	if !bytes.HasPrefix(data, ageMagic) && !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(armor.Header)) {
 		// Not age, so sops or nothing: decrypting parses the file once, where detecting first
 		// would parse it twice. Only a failure pays for a second look, to word the error.
-		doc, err := sops.Decrypt(data, ids)
+		doc, err := sops.Decrypt(data, ids, pgp...)
 		if err == nil {
 			out.kind, out.sopsFormat, out.sopsDoc = FileSops, doc.Format(), doc
 			return
@@ -177,7 +191,7 @@ func decryptFile(path string, in *inputSet, ids []age.Identity, out *decryptedFi
 			out.plaintext, out.err = decryptAge(binary, ids)
 		}
 	case FileSops:
-		out.sopsDoc, out.err = sops.Decrypt(data, ids)
+		out.sopsDoc, out.err = sops.Decrypt(data, ids, pgp...)
 	}
 }
 
@@ -213,10 +227,11 @@ func readInput(path string) ([]byte, *unix.Stat_t, error) {
 // value extracts one secret's content from its decrypted file.
 func (f *decryptedFile) value(s *manifest.Secret) ([]byte, error) {
 	if f.kind == FileSops {
-		if s.Format != f.sopsFormat {
-			return nil, fmt.Errorf("it is a sops %s file, but the secret's format is %s", f.sopsFormat, s.Format)
+		doc, err := sops.As(f.sopsDoc, s.Format)
+		if err != nil {
+			return nil, err
 		}
-		return f.sopsDoc.Value(s.Key)
+		return doc.Value(s.Key)
 	}
 	if s.Format == manifest.FormatBinary {
 		return f.plaintext, nil
@@ -290,8 +305,9 @@ func (r *reuser) unchanged(secrets []*manifest.Secret, sources []string) bool {
 // A secret whose live file is unchanged (see reuser) gets no value: it is listed in reused, and
 // its content is read back from the live generation only if it is needed.
 func secretValues(m *manifest.Manifest, ids *identity.Set, r *reuser, now time.Time) (values map[string][]byte, sources map[string]string, stamps map[string]InputStamp, reused map[string]bool, wipe func(), err error) {
-	in := newInputSet(m, ids.Fingerprint())
-	files := decryptFiles(in, ids, r, now)
+	// A GnuPG home is named by its path only: its keys are gpg's to list.
+	in := newInputSet(m, ids.Fingerprint()+m.GnuPGHome)
+	files := decryptFiles(in, ids, m.GnuPGHome, r, now)
 	wipe = func() {
 		for _, f := range files {
 			f.wipe()
@@ -351,8 +367,8 @@ func CheckFile(s *manifest.Secret, data []byte) error {
 	if kind != FileSops {
 		return nil
 	}
-	if s.Format != format {
-		return fmt.Errorf("it is a sops %s file, but the secret's format is %s", format, s.Format)
+	if err := sops.CanRead(format, s.Format); err != nil {
+		return err
 	}
 	return sops.HasKey(data, s.Key)
 }

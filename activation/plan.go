@@ -35,6 +35,7 @@ type Output struct {
 	Mode         uint32   `json:"-"`
 	ModeString   string   `json:"mode"`
 	Link         string   `json:"link,omitempty"`
+	Copy         bool     `json:"copy,omitempty"` // Link is a copy of the file, not a symlink
 	RestartUnits []string `json:"restartUnits,omitempty"`
 	ReloadUnits  []string `json:"reloadUnits,omitempty"`
 

@@ -266,8 +266,17 @@ func (r *run) swap(plan *Plan) error {
 	return nil
 }
 
-// link makes the path symlinks and removes those no longer declared.
+// link makes the path symlinks and copies and removes the symlinks no longer declared.
 func (r *run) link(plan *Plan) error {
+	for i := range plan.Outputs {
+		// Without a new generation an unchanged output was not read; a copy needs its content.
+		if o := &plan.Outputs[i]; o.Copy && o.content == nil {
+			var err error
+			if o.content, err = r.readBack.content(o.Name); err != nil {
+				return err
+			}
+		}
+	}
 	return makeLinks(r.m, plan.Outputs, plan.StaleLinks, &r.opts)
 }
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretd/secretd/identity"
+	"github.com/secretd/secretd/ramfs"
 	"github.com/secretd/secretd/units"
 )
 
@@ -45,6 +46,7 @@ type OutputState struct {
 	Kind  string `json:"kind"`
 	Path  string `json:"path"`
 	Link  string `json:"link,omitempty"`
+	Copy  bool   `json:"copy,omitempty"` // Link is a copy, not a symlink
 	Owner string `json:"owner"`
 	Group string `json:"group"`
 	UID   int    `json:"uid"`
@@ -93,18 +95,36 @@ func (s InputStamp) matches(st *unix.Stat_t) bool {
 		s.Mtime == st.Mtim.Nano() && s.Ctime == st.Ctim.Nano()
 }
 
-// ReadState reads the state recorded under mountPoint. A missing file gives (nil, nil).
+// maxStateSize bounds the state file status reads.
+const maxStateSize = 1 << 30
+
+// ReadState reads the state recorded under mountPoint. A missing file gives (nil, nil). The file
+// must be a regular file of root's (or, in a user's store, of the user running secretd), not a
+// symlink: status reads it as root from a directory it is told about.
 func ReadState(mountPoint string) (*State, error) {
-	data, err := os.ReadFile(filepath.Join(mountPoint, StateFile))
+	path := filepath.Join(mountPoint, StateFile)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot read the state %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var fst unix.Stat_t
+	if err := unix.Fstat(fd, &fst); err != nil {
+		return nil, fmt.Errorf("cannot read the state %s: %w", path, err)
+	}
+	if owner := int(fst.Uid); fst.Mode&unix.S_IFMT != unix.S_IFREG || owner != 0 && owner != unix.Geteuid() || fst.Size > maxStateSize {
+		return nil, fmt.Errorf("the state %s is not a regular file of root's or this user's", path)
+	}
+	data, _, err := ramfs.ReadWhole(fd, path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the state %s: %w", path, err)
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("state %s: %w", filepath.Join(mountPoint, StateFile), err)
+		return nil, fmt.Errorf("the state %s is not valid JSON", path)
 	}
 	if st.Version != stateVersion {
 		return nil, fmt.Errorf("state %s: version %d, expected %d", filepath.Join(mountPoint, StateFile), st.Version, stateVersion)

@@ -83,13 +83,13 @@ func TestMatchingStampIsNotRead(t *testing.T) {
 		}
 	}
 	var out decryptedFile
-	decryptFile(dir, in, nil, &out, reuserWith(stamp), time.Now())
+	decryptFile(dir, in, nil, nil, &out, reuserWith(stamp), time.Now())
 	if out.err != nil || !out.reused || out.digest != digest || out.stamp != stamp {
 		t.Fatalf("matching stamp: err %v, reused %v, stamp kept %v", out.err, out.reused, out.stamp == stamp)
 	}
 	stamp.Ctime++
 	out = decryptedFile{}
-	decryptFile(dir, in, nil, &out, reuserWith(stamp), time.Now())
+	decryptFile(dir, in, nil, nil, &out, reuserWith(stamp), time.Now())
 	if out.err == nil || out.reused {
 		t.Fatalf("stale stamp: err %v, reused %v; want the directory read, and refused", out.err, out.reused)
 	}

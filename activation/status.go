@@ -9,15 +9,21 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/ramfs"
 )
 
 // Status is what is live and whether it is healthy.
 type Status struct {
-	Healthy  bool           `json:"healthy"`
-	Problems []string       `json:"problems"`
-	State    *State         `json:"state"`
-	Files    []OutputHealth `json:"files"`
+	Healthy bool `json:"healthy"`
+	// Unreadable: the recorded state could not be read (status not run as root, for one), so
+	// nothing is known of the health.
+	Unreadable bool           `json:"unreadable,omitempty"`
+	Problems   []string       `json:"problems"`
+	State      *State         `json:"state"`
+	Files      []OutputHealth `json:"files"`
 }
 
 // OutputHealth is one recorded output as found on disk now.
@@ -42,12 +48,17 @@ func ReadStoreStatus(store ramfs.Store) *Status {
 	switch {
 	case err != nil:
 		st.Problems = append(st.Problems, err.Error())
+		st.Unreadable = true
 		return st
 	case state == nil:
 		st.Problems = append(st.Problems, fmt.Sprintf("no activation recorded under %s (has secretd activate run?)", mountPoint))
 		return st
 	}
 	st.State = state
+	if state.Generation < 1 {
+		st.Problems = append(st.Problems, fmt.Sprintf("the recorded state names generation %d", state.Generation))
+		return st
+	}
 	switch {
 	case store.Ready():
 	case store.User:
@@ -67,7 +78,13 @@ func ReadStoreStatus(store ramfs.Store) *Status {
 	dir := store.Dir(state.Generation)
 	for _, o := range state.Outputs {
 		h := OutputHealth{OutputState: o}
-		h.Problem = checkOutput(dir, o)
+		// The state is root's, but status must not be made to describe (or follow a link
+		// to) anything outside the generation should it be crafted.
+		if err := manifest.CheckName(o.Name); err != nil {
+			h.Problem = "invalid name in the recorded state: " + err.Error()
+		} else {
+			h.Problem = checkOutput(dir, o)
+		}
 		h.OK = h.Problem == ""
 		if !h.OK {
 			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", o.Kind, o.Path, h.Problem))
@@ -99,7 +116,16 @@ func checkOutput(dir string, o OutputState) string {
 	if info.Size != int64(o.Size) {
 		problems = append(problems, fmt.Sprintf("size %d, expected %d", info.Size, o.Size))
 	}
-	if o.Link != "" {
+	if o.Link != "" && o.Copy {
+		var st unix.Stat_t
+		switch err := unix.Lstat(o.Link, &st); {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("path copy %s: %v", o.Link, err))
+		case st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != o.UID || int(st.Gid) != o.GID ||
+			fmt.Sprintf("%04o", st.Mode&0o7777) != o.Mode || st.Size != int64(o.Size):
+			problems = append(problems, fmt.Sprintf("path copy %s is not a %d-byte file %d:%d %s", o.Link, o.Size, o.UID, o.GID, o.Mode))
+		}
+	} else if o.Link != "" {
 		target, err := os.Readlink(o.Link)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("path symlink %s: %v", o.Link, err))
@@ -137,8 +163,11 @@ func (s *Status) Print(w io.Writer) {
 			state = f.Problem
 		}
 		link := f.Link
-		if link == "" {
+		switch {
+		case link == "":
 			link = "-"
+		case f.Copy:
+			link += " (copy)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", f.Path, f.Owner, f.Group, f.Mode, f.Size, link, state)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
@@ -224,7 +225,9 @@ func (a *Author) Decrypt(file, key string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		return o.Plain, nil
+		// Close wipes the data key, and the plaintext the caller does not get.
+		defer o.Close()
+		return bytes.Clone(o.Plain), nil
 	}
 	if key != "" {
 		return nil, fmt.Errorf("%s: --key applies to sops files only", file)
@@ -266,12 +269,10 @@ func (a *Author) now() time.Time {
 	return time.Now()
 }
 
-// writeAtomic replaces file with data (ciphertext) through a rename, keeping file's mode.
+// writeAtomic replaces file with data (ciphertext) through a rename, keeping file's mode and,
+// where allowed, its owner and group: run as root to decrypt with a host key, an edit must not
+// leave a file in a user's checkout owned by root.
 func writeAtomic(file string, data []byte) error {
-	mode := fs.FileMode(0o644)
-	if fi, err := os.Stat(file); err == nil {
-		mode = fi.Mode().Perm()
-	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
@@ -280,18 +281,37 @@ func writeAtomic(file string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	err = fillReplacement(tmp, file, data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), file)
+}
+
+// fillReplacement writes data to tmp with the attributes of the file it replaces, and syncs it:
+// a crash must leave the old file or the new one, not an empty one.
+func fillReplacement(tmp *os.File, file string, data []byte) error {
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o644)
+	if fi, err := os.Stat(file); err == nil {
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			// Only root may give a file away; others write it as their own.
+			if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+				return err
+			}
+		}
+	}
+	// After Chown, which clears set-id bits.
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	return tmp.Sync()
 }
 
 // RekeyResult says what Rekey did (or would do) to one file.
@@ -352,7 +372,7 @@ func (a *Author) rekeyOne(file string, dryRun bool) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", file, err)
 		}
-		if slices.Equal(current, rule.Recipients) {
+		if sops.SameRecipients(current, rule.Recipients) {
 			return false, nil
 		}
 		if dryRun {

@@ -63,17 +63,9 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 		}
 	}
 	if c := env.Getenv("SOPS_AGE_KEY_CMD"); c != "" {
-		var stderr bytes.Buffer
-		cmd := exec.Command("/bin/sh", "-c", c)
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
+		loaded, err := keyCommandIdentities(c, env.UI)
 		if err != nil {
-			return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
-		}
-		loaded, err := identity.Parse(out, env.UI)
-		clear(out)
-		if err != nil {
-			return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %w", err)
+			return nil, err
 		}
 		ids = append(ids, loaded...)
 	}
@@ -84,18 +76,7 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 		}
 		ids = append(ids, loaded...)
 	}
-	config := env.Getenv("XDG_CONFIG_HOME")
-	if config == "" && env.Home != "" {
-		config = filepath.Join(env.Home, ".config")
-	}
-	var defaults []string
-	if config != "" {
-		defaults = append(defaults, filepath.Join(config, "sops", "age", "keys.txt"))
-	}
-	if env.Home != "" {
-		defaults = append(defaults, filepath.Join(env.Home, ".ssh", "id_ed25519"), filepath.Join(env.Home, ".ssh", "id_rsa"))
-	}
-	for _, p := range defaults {
+	for _, p := range defaultIdentityFiles(env) {
 		if err := load(p, false); err != nil {
 			return nil, err
 		}
@@ -104,4 +85,38 @@ func FindIdentities(explicit []string, env Environment, notes func(string)) ([]a
 		return nil, errors.New("no identity to decrypt with: give -i PATH, set SOPS_AGE_KEY_FILE, or keep a key in ~/.config/sops/age/keys.txt or ~/.ssh/id_ed25519")
 	}
 	return ids, nil
+}
+
+// keyCommandIdentities runs $SOPS_AGE_KEY_CMD, as sops does, and reads the identities it prints.
+func keyCommandIdentities(command string, ui *plugin.ClientUI) ([]age.Identity, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	defer clear(out)
+	ids, err := identity.Parse(out, ui)
+	if err != nil {
+		return nil, fmt.Errorf("$SOPS_AGE_KEY_CMD: %w", err)
+	}
+	return ids, nil
+}
+
+// defaultIdentityFiles are the files tried when present: sops' keys.txt, then the user's
+// ed25519 and RSA ssh keys, as agenix uses them.
+func defaultIdentityFiles(env Environment) []string {
+	config := env.Getenv("XDG_CONFIG_HOME")
+	if config == "" && env.Home != "" {
+		config = filepath.Join(env.Home, ".config")
+	}
+	var files []string
+	if config != "" {
+		files = append(files, filepath.Join(config, "sops", "age", "keys.txt"))
+	}
+	if env.Home != "" {
+		files = append(files, filepath.Join(env.Home, ".ssh", "id_ed25519"), filepath.Join(env.Home, ".ssh", "id_rsa"))
+	}
+	return files
 }

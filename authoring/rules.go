@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -49,23 +51,19 @@ type Rules struct {
 }
 
 type creationRule struct {
-	PathRegex         string `yaml:"path_regex"`
-	Age               any    `yaml:"age"`
-	PGP               any    `yaml:"pgp"`
-	KMS               any    `yaml:"kms"`
-	GCPKMS            any    `yaml:"gcp_kms"`
-	AzureKeyVault     any    `yaml:"azure_keyvault"`
-	HCVaultTransitURI any    `yaml:"hc_vault_transit_uri"`
-	KeyGroups         []struct {
-		Age any `yaml:"age"`
-		PGP any `yaml:"pgp"`
-		KMS any `yaml:"kms"`
-	} `yaml:"key_groups"`
-	UnencryptedSuffix string `yaml:"unencrypted_suffix"`
-	EncryptedSuffix   string `yaml:"encrypted_suffix"`
-	UnencryptedRegex  string `yaml:"unencrypted_regex"`
-	EncryptedRegex    string `yaml:"encrypted_regex"`
-	MACOnlyEncrypted  bool   `yaml:"mac_only_encrypted"`
+	PathRegex         string           `yaml:"path_regex"`
+	Age               any              `yaml:"age"`
+	PGP               any              `yaml:"pgp"`
+	KMS               any              `yaml:"kms"`
+	GCPKMS            any              `yaml:"gcp_kms"`
+	AzureKeyVault     any              `yaml:"azure_keyvault"`
+	HCVaultTransitURI any              `yaml:"hc_vault_transit_uri"`
+	KeyGroups         []map[string]any `yaml:"key_groups"`
+	UnencryptedSuffix string           `yaml:"unencrypted_suffix"`
+	EncryptedSuffix   string           `yaml:"encrypted_suffix"`
+	UnencryptedRegex  string           `yaml:"unencrypted_regex"`
+	EncryptedRegex    string           `yaml:"encrypted_regex"`
+	MACOnlyEncrypted  bool             `yaml:"mac_only_encrypted"`
 }
 
 type agenixEntry struct {
@@ -183,20 +181,9 @@ func (r *Rules) For(file string) (*Rule, error) {
 }
 
 func (c *creationRule) rule() (*Rule, error) {
-	if c.PGP != nil || c.KMS != nil || c.GCPKMS != nil || c.AzureKeyVault != nil || c.HCVaultTransitURI != nil {
-		return nil, errors.New("it names PGP or cloud KMS keys; secretd writes age recipients only")
-	}
-	recipients := splitRecipients(c.Age)
-	switch len(c.KeyGroups) {
-	case 0:
-	case 1:
-		g := c.KeyGroups[0]
-		if g.PGP != nil || g.KMS != nil {
-			return nil, errors.New("its key group names PGP or KMS keys; secretd writes age recipients only")
-		}
-		recipients = append(recipients, splitRecipients(g.Age)...)
-	default:
-		return nil, fmt.Errorf("it splits the data key across %d key groups (Shamir), which secretd does not write", len(c.KeyGroups))
+	recipients, err := c.ageRecipients()
+	if err != nil {
+		return nil, err
 	}
 	if len(recipients) == 0 {
 		return nil, errors.New("it names no age recipients")
@@ -212,6 +199,26 @@ func (c *creationRule) rule() (*Rule, error) {
 		return nil, errors.New("it sets more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex and encrypted_regex")
 	}
 	return &Rule{Recipients: recipients, Settings: s}, nil
+}
+
+// ageRecipients are the rule's keys, all of which must be age keys. As in sops, key_groups,
+// when given, replace the keys named beside them.
+func (c *creationRule) ageRecipients() ([]string, error) {
+	switch len(c.KeyGroups) {
+	case 0:
+		if c.PGP != nil || c.KMS != nil || c.GCPKMS != nil || c.AzureKeyVault != nil || c.HCVaultTransitURI != nil {
+			return nil, errors.New("it names PGP or cloud KMS keys; secretd writes age recipients only")
+		}
+		return splitRecipients(c.Age), nil
+	case 1:
+		for _, kind := range slices.Sorted(maps.Keys(c.KeyGroups[0])) {
+			if kind != "age" {
+				return nil, fmt.Errorf("its key group names %s keys; secretd writes age recipients only", kind)
+			}
+		}
+		return splitRecipients(c.KeyGroups[0]["age"]), nil
+	}
+	return nil, fmt.Errorf("it splits the data key across %d key groups (Shamir), which secretd does not write", len(c.KeyGroups))
 }
 
 // splitRecipients reads sops' age field: a comma-separated string or a list of them.

@@ -110,3 +110,35 @@ func TestAgenixRulesNeedNix(t *testing.T) {
 		t.Errorf("error %v, want one naming nix-instantiate and %s", err, p)
 	}
 }
+
+// TestSopsKeyGroupsReplaceTopLevelKeys: as in sops, a rule's key_groups, when given, are its
+// keys; the top-level age (and pgp) keys beside them are not used. Key types other than age in
+// a group are refused rather than dropped.
+func TestSopsKeyGroupsReplaceTopLevelKeys(t *testing.T) {
+	dir := writeRules(t, `
+creation_rules:
+  - path_regex: ^groups/
+    age: `+alice+`
+    pgp: FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4
+    key_groups:
+      - age: [`+bob+`]
+  - path_regex: ^vault/
+    key_groups:
+      - age: [`+bob+`]
+        hc_vault: [https://vault.example/v1/sops/keys/k]
+`)
+	r, err := LoadRules(filepath.Join(dir, SopsRulesName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, err := r.For(filepath.Join(dir, "groups", "a.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rule.Recipients, []string{bob}) {
+		t.Errorf("groups/a.yaml: recipients %v, want only the key group's %v", rule.Recipients, []string{bob})
+	}
+	if _, err := r.For(filepath.Join(dir, "vault", "a.yaml")); err == nil {
+		t.Error("vault/a.yaml: a key group with a Vault key was accepted")
+	}
+}

@@ -32,6 +32,8 @@ import (
 type Set struct {
 	identities []age.Identity
 	loaded     []Loaded
+	// pgp are the RSA keys again, as OpenPGP keys.
+	pgp []*PGPKey
 
 	// public accumulates the public halves of every identity, for Fingerprint.
 	public hash.Hash
@@ -80,6 +82,9 @@ func Load(paths []string, log *zap.Logger) (*Set, error) {
 			return nil, fmt.Errorf("identity %s: %w", path, err)
 		}
 		for i, id := range ids {
+			if s, ok := id.(sshIdentity); ok && s.rsa != nil {
+				set.pgp = append(set.pgp, newPGPKey(path, s.rsa))
+			}
 			set.add(id, Loaded{Path: path, Kind: kinds[i]})
 			fmt.Fprintf(set.public, "%s\x00%s\x00", kinds[i], publicOf(id))
 		}
@@ -122,6 +127,9 @@ func publicOf(id age.Identity) string {
 // Identities returns the identities to hand to age.Decrypt.
 func (s *Set) Identities() []age.Identity { return s.identities }
 
+// PGPKeys returns the RSA keys as OpenPGP keys, for sops files encrypted to them.
+func (s *Set) PGPKeys() []*PGPKey { return s.pgp }
+
 // Loaded lists what was loaded, in order.
 func (s *Set) Loaded() []Loaded { return s.loaded }
 
@@ -143,10 +151,12 @@ func (s *Set) add(id age.Identity, l Loaded) {
 	s.loaded = append(s.loaded, l)
 }
 
-// sshIdentity carries an OpenSSH identity's public key, which agessh does not print.
+// sshIdentity carries an OpenSSH identity's public key, which agessh does not print, and an RSA
+// key, which also serves as an OpenPGP key.
 type sshIdentity struct {
 	age.Identity
 	public string
+	rsa    *rsa.PrivateKey
 }
 
 // recording wraps an identity to note when it unwraps a file key.
@@ -175,6 +185,19 @@ func parse(data []byte, ui *plugin.ClientUI) ([]age.Identity, []string, error) {
 	return parseAge(trimmed, ui)
 }
 
+// PassphraseProtected reports whether path holds an OpenSSH private key that needs a
+// passphrase, which nobody can type for a unit.
+func PassphraseProtected(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	defer clear(data)
+	_, err = ssh.ParseRawPrivateKey(bytes.TrimSpace(data))
+	var passphrase *ssh.PassphraseMissingError
+	return errors.As(err, &passphrase)
+}
+
 func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
 	key, err := ssh.ParseRawPrivateKey(pemBytes)
 	var passphrase *ssh.PassphraseMissingError
@@ -198,7 +221,7 @@ func parseSSH(pemBytes []byte) ([]age.Identity, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return []age.Identity{sshIdentity{id, string(ssh.MarshalAuthorizedKey(pub))}}, []string{KindSSHRSA}, nil
+		return []age.Identity{sshIdentity{id, string(ssh.MarshalAuthorizedKey(pub)), k}}, []string{KindSSHRSA}, nil
 	default:
 		return nil, nil, fmt.Errorf("%T keys cannot decrypt age files; use an ed25519 or RSA key", key)
 	}
@@ -223,7 +246,7 @@ func ed25519Identities(key ed25519.PrivateKey) ([]age.Identity, []string, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub))}, prepared}, []string{KindSSHEd25519, KindSSHToAge}, nil
+	return []age.Identity{sshIdentity{sshID, string(ssh.MarshalAuthorizedKey(pub)), nil}, prepared}, []string{KindSSHEd25519, KindSSHToAge}, nil
 }
 
 // X25519FromEd25519 derives the age X25519 identity of an ed25519 key as ssh-to-age does: the

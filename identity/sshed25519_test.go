@@ -144,19 +144,7 @@ func TestSSHEd25519MatchesAgesshOnFiles(t *testing.T) {
 			{native.Recipient(), other.recipient},
 		}
 		for n, recipients := range files {
-			var buf bytes.Buffer
-			w, err := age.Encrypt(&buf, recipients...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.WriteString(w, "payload")
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			header, err := age.ExtractHeader(bytes.NewReader(buf.Bytes()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			file, header := encryptPayload(t, recipients)
 			want, wantErr := age.DecryptHeader(header, k.oracle)
 			got, gotErr := age.DecryptHeader(header, k.prepared)
 			if classify(gotErr) != classify(wantErr) || !bytes.Equal(got, want) {
@@ -165,7 +153,7 @@ func TestSSHEd25519MatchesAgesshOnFiles(t *testing.T) {
 			counts[classify(wantErr)]++
 
 			if wantErr == nil {
-				r, err := age.Decrypt(bytes.NewReader(buf.Bytes()), k.prepared)
+				r, err := age.Decrypt(bytes.NewReader(file), k.prepared)
 				if err != nil {
 					t.Fatalf("file %d: %v", n, err)
 				}
@@ -434,4 +422,23 @@ func BenchmarkUnwrapSSHEd25519Agessh(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// encryptPayload encrypts a short payload to recipients and returns the file and its header.
+func encryptPayload(t *testing.T, recipients []age.Recipient) (file, header []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, recipients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "payload")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	header, err = age.ExtractHeader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), header
 }

@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"crypto/rand"
-	"io"
 	"math/big"
 	"testing"
 
@@ -21,19 +20,7 @@ func TestX25519MatchesAgeOnFiles(t *testing.T) {
 			{other.x25519Recipient, k.recipient, k.x25519Recipient},
 			{other.x25519Recipient},
 		} {
-			var buf bytes.Buffer
-			w, err := age.Encrypt(&buf, recipients...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.WriteString(w, "payload")
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			header, err := age.ExtractHeader(bytes.NewReader(buf.Bytes()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, header := encryptPayload(t, recipients)
 			want, wantErr := age.DecryptHeader(header, k.x25519Oracle)
 			got, gotErr := age.DecryptHeader(header, k.x25519)
 			if classify(gotErr) != classify(wantErr) || !bytes.Equal(got, want) {

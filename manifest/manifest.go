@@ -18,7 +18,7 @@ const (
 	DefaultGroup           = "root"
 	DefaultMode            = "0400"
 	DefaultFormat          = FormatBinary
-	DefaultKeepGenerations = 1
+	DefaultKeepGenerations = 1 // 0, given explicitly, keeps every generation
 	DefaultSecretsDir      = "/run/secrets"
 	DefaultMountPoint      = "/run/secrets.d"
 )
@@ -38,14 +38,18 @@ var Formats = []string{FormatBinary, FormatYAML, FormatJSON, FormatDotenv, Forma
 // Manifest is a whole activation: where secrets go, which identities decrypt them, and each
 // secret and template.
 type Manifest struct {
-	Version         int               `json:"version"`
-	SecretsDir      string            `json:"secretsDir"`
-	MountPoint      string            `json:"mountPoint"`
-	KeepGenerations int               `json:"keepGenerations"`
-	Identities      []string          `json:"identities"`
-	Secrets         []Secret          `json:"secrets"`
-	Placeholders    map[string]string `json:"placeholders,omitempty"`
-	Templates       []Template        `json:"templates"`
+	Version    int    `json:"version"`
+	SecretsDir string `json:"secretsDir"`
+	MountPoint string `json:"mountPoint"`
+	// KeepGenerations is how many complete generations are kept; 0 keeps them all.
+	KeepGenerations int      `json:"keepGenerations"`
+	Identities      []string `json:"identities"`
+	// GnuPGHome, when set, is a GnuPG home whose secret keys open sops files' PGP recipients,
+	// through the gpg binary (sops-nix's sops.gnupg.home).
+	GnuPGHome    string            `json:"gnupgHome,omitempty"`
+	Secrets      []Secret          `json:"secrets"`
+	Placeholders map[string]string `json:"placeholders,omitempty"`
+	Templates    []Template        `json:"templates"`
 }
 
 // Ownership is who owns an output file and with which permission bits. Owner and Group are
@@ -73,6 +77,9 @@ type Secret struct {
 	Ownership
 	// Path is an optional extra symlink pointing at <secretsDir>/<name>.
 	Path string `json:"path,omitempty"`
+	// Symlink false makes Path a copy of the file instead of a symlink to it (agenix's
+	// symlink = false). Nil means true.
+	Symlink *bool `json:"symlink,omitempty"`
 	Consumers
 }
 
@@ -84,9 +91,13 @@ type Template struct {
 	Content string `json:"content"`
 	File    string `json:"file,omitempty"`
 	Ownership
-	Path string `json:"path,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Symlink *bool  `json:"symlink,omitempty"`
 	Consumers
 }
+
+// CopyToPath reports whether an output's path is a copy of its file rather than a symlink.
+func CopyToPath(path string, symlink *bool) bool { return path != "" && symlink != nil && !*symlink }
 
 // Load reads and decodes the manifest at path, with the text of templates given by file. See
 // Decode.
@@ -174,9 +185,6 @@ func (m *Manifest) applyDefaults() {
 	}
 	if m.MountPoint == "" {
 		m.MountPoint = DefaultMountPoint
-	}
-	if m.KeepGenerations == 0 {
-		m.KeepGenerations = DefaultKeepGenerations
 	}
 	for i := range m.Secrets {
 		s := &m.Secrets[i]

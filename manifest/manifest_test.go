@@ -81,7 +81,7 @@ func TestDecodeReportsEveryProblemWithItsLocation(t *testing.T) {
 	  "templates": [{"name": "t", "content": "<SECRETD:nope>", "path": "/run/secrets.d/t"}]
 	}`
 	want := []string{
-		`keepGenerations: -2 must be at least 1`,
+		`keepGenerations: -2 must be at least 0`,
 		`identities[0]: "relative/key" must be an absolute path`,
 		`secrets[0] (a).mode: "0999" is not an octal mode`,
 		`secrets[1] (b).mode: "abc" is not an octal mode`,
@@ -121,13 +121,15 @@ func TestDecodeReportsEveryProblemWithItsLocation(t *testing.T) {
 	}
 }
 
+// Names are what sops-nix accepts (any string) as long as they are safe file names.
 func TestCheckName(t *testing.T) {
-	for _, good := range []string{"a", "a/b/c", "db-password", "a.b@c+d-e_f", ".hidden", "..a", "a..b", "UPPER/lower/09"} {
+	for _, good := range []string{"a", "a/b/c", "db-password", "a.b@c+d-e_f", ".hidden", "..a", "a..b", "UPPER/lower/09",
+		"passwords.sops.minion.json:minion", "a b", "ä", `a\b`, "a:b", "*", "wg/peer=1,2", "~user's (key)", "日本"} {
 		if err := manifest.CheckName(good); err != nil {
 			t.Errorf("CheckName(%q): %v", good, err)
 		}
 	}
-	for _, bad := range []string{"", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b", "a\x00b", "a b", "a\nb", "ä", `a\b`, "a:b", "*"} {
+	for _, bad := range []string{"", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b", "a\x00b", "a\nb", "a\tb", "a\x7fb", "a\u0085b", "a\xffb"} {
 		if err := manifest.CheckName(bad); err == nil {
 			t.Errorf("CheckName(%q) accepted", bad)
 		}
@@ -290,6 +292,30 @@ func TestLoad(t *testing.T) {
 	missing := filepath.Join(dir, "missing.json")
 	if _, err := manifest.Load(missing); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing manifest: %v", err)
+	}
+}
+
+// keepGenerations 0 keeps every generation (sops-nix's meaning), unlike an absent one; symlink
+// false makes a path a copy (agenix's meaning).
+func TestKeepEveryGenerationAndCopies(t *testing.T) {
+	m, err := manifest.Decode([]byte(`{"version": 1, "keepGenerations": 0, "identities": ["/k"],
+	  "secrets": [{"name": "a", "file": "/a", "path": "/etc/a", "symlink": false},
+	              {"name": "b", "file": "/b", "path": "/etc/b", "symlink": true}, {"name": "c", "file": "/c", "symlink": null}],
+	  "templates": [{"name": "t", "content": "x", "path": "/etc/t", "symlink": false}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.KeepGenerations != 0 {
+		t.Errorf("keepGenerations %d, want 0", m.KeepGenerations)
+	}
+	s := m.Secrets
+	if !manifest.CopyToPath(s[0].Path, s[0].Symlink) || manifest.CopyToPath(s[1].Path, s[1].Symlink) || s[2].Symlink != nil ||
+		!manifest.CopyToPath(m.Templates[0].Path, m.Templates[0].Symlink) {
+		t.Errorf("symlink decoded as %v %v %v", s[0].Symlink, s[1].Symlink, s[2].Symlink)
+	}
+	if _, err := manifest.Decode([]byte(`{"version": 1, "identities": ["/k"], "secrets": [{"name": "a", "file": "/a", "symlink": "no"}]}`)); err == nil ||
+		!strings.Contains(err.Error(), "symlink: expected") {
+		t.Errorf("a string symlink: %v", err)
 	}
 }
 

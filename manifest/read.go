@@ -19,12 +19,13 @@ import (
 // problem by a JSON Pointer ("/secrets/0/mode"), which is spelt here as the rest of secretd
 // spells locations ("secrets[0] (name).mode").
 
-// decode reads a manifest without applying defaults or validating it. The version is checked
+// decode reads a manifest without applying defaults (but keepGenerations') or validating it. The version is checked
 // first: a manifest of another version is reported as such, not by the first field this build
 // does not know.
 func decode(data []byte) (*Manifest, error) {
-	var m Manifest
-	err := json.Unmarshal(data, &m, json.RejectUnknownMembers(true))
+	// An absent keepGenerations means the default; an explicit 0 keeps every generation.
+	m := Manifest{KeepGenerations: DefaultKeepGenerations}
+	err := json.Unmarshal(data, &m, json.RejectUnknownMembers(true), json.WithUnmarshalers(nullKeepsDefault))
 	if err != nil || m.Version != Version {
 		if verr := checkVersion(data); verr != nil {
 			return nil, verr
@@ -35,6 +36,16 @@ func decode(data []byte) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// nullKeepsDefault reads a null keepGenerations as no value, as an absent one, rather than as 0,
+// which keeps every generation.
+var nullKeepsDefault = json.UnmarshalFromFunc(func(dec *jsontext.Decoder, n *int) error {
+	if dec.StackPointer() != "/keepGenerations" || dec.PeekKind() != 'n' {
+		return errors.ErrUnsupported
+	}
+	_, err := dec.ReadToken()
+	return err
+})
 
 // checkVersion reports a missing or unsupported version, reading data leniently; it returns
 // nil when the version is right or cannot be read (the strict decoding then says why).
@@ -89,6 +100,8 @@ func mismatch(e *json.SemanticError) string {
 			want = "a string"
 		case reflect.Int:
 			want = "an integer"
+		case reflect.Bool:
+			want = "a boolean"
 		case reflect.Slice:
 			want = "an array"
 		case reflect.Struct, reflect.Map:

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // RenderedDir is the directory under secretsDir that holds rendered templates; no secret may
@@ -30,8 +32,10 @@ func (p *Problems) add(location, format string, args ...any) {
 	*p = append(*p, location+": "+fmt.Sprintf(format, args...))
 }
 
-// nameBytes are the bytes a segment of an output name may hold.
-var nameBytes = byteSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-")
+// nameASCII are the ASCII bytes a segment of an output name may hold: every printable one but
+// "/". sops-nix takes any string as a name ("passwords.sops.minion.json:minion"); control
+// characters are refused because a name is also a line of logs, status and systemd settings.
+var nameASCII = byteSet(" !\"#$%&'()*+,-.0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~")
 
 func byteSet(chars string) (set [256]bool) {
 	for i := 0; i < len(chars); i++ {
@@ -50,8 +54,8 @@ func allIn(s string, set *[256]bool) bool {
 	return true
 }
 
-// CheckName reports why name is not a valid output name, or nil: segments of
-// [A-Za-z0-9._@+-] joined by "/", none empty, "." or "..", not absolute.
+// CheckName reports why name is not a valid output name, or nil: segments of UTF-8 text without
+// control characters joined by "/", none empty, "." or "..", not absolute.
 func CheckName(name string) error {
 	if name == "" {
 		return fmt.Errorf("name is empty")
@@ -67,11 +71,26 @@ func CheckName(name string) error {
 			return fmt.Errorf("%q has an empty path segment", name)
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%q has a %q segment", name, seg)
-		case !allIn(seg, &nameBytes):
-			return fmt.Errorf("%q: segment %q may only hold A-Z a-z 0-9 . _ @ + -", name, seg)
+		case !validSegment(seg):
+			return fmt.Errorf("%q: segment %q must be UTF-8 text without control characters", name, seg)
 		}
 	}
 	return nil
+}
+
+func validSegment(seg string) bool {
+	if allIn(seg, &nameASCII) {
+		return true
+	}
+	if !utf8.ValidString(seg) {
+		return false
+	}
+	for _, r := range seg {
+		if r < utf8.RuneSelf && !nameASCII[r] || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseMode parses an octal permission string such as "0440".
@@ -115,8 +134,11 @@ func (m *Manifest) Validate() error {
 	if within(m.SecretsDir, m.MountPoint) || within(m.MountPoint, m.SecretsDir) {
 		p.add("secretsDir", "%q and mountPoint %q must not contain one another", m.SecretsDir, m.MountPoint)
 	}
-	if m.KeepGenerations < 1 {
-		p.add("keepGenerations", "%d must be at least 1", m.KeepGenerations)
+	if m.GnuPGHome != "" && !filepath.IsAbs(m.GnuPGHome) {
+		p.add("gnupgHome", "%q must be an absolute path", m.GnuPGHome)
+	}
+	if m.KeepGenerations < 0 {
+		p.add("keepGenerations", "%d must be at least 0 (0 keeps every generation)", m.KeepGenerations)
 	}
 	if len(m.Identities) == 0 {
 		p.add("identities", "no identity paths: nothing could decrypt the secrets")

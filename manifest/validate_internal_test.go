@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // CheckName and checkUnit check bytes by hand instead of with regular expressions; they must
@@ -53,7 +54,8 @@ func TestWithin(t *testing.T) {
 
 // The checks as they were first written, with regular expressions.
 
-var oracleSegmentPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]+$`)
+// oracleSegmentPattern matches text without "/" or control characters (C0, DEL, C1).
+var oracleSegmentPattern = regexp.MustCompile(`^[^/\x00-\x1f\x7f\x{80}-\x{9f}]+$`)
 
 // oracleCheckName is CheckName as it was, with a regular expression.
 func oracleCheckName(name string) error {
@@ -69,8 +71,8 @@ func oracleCheckName(name string) error {
 			return fmt.Errorf("%q has an empty path segment", name)
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%q has a %q segment", name, seg)
-		case !oracleSegmentPattern.MatchString(seg):
-			return fmt.Errorf("%q: segment %q may only hold A-Z a-z 0-9 . _ @ + -", name, seg)
+		case !utf8.ValidString(seg) || !oracleSegmentPattern.MatchString(seg):
+			return fmt.Errorf("%q: segment %q must be UTF-8 text without control characters", name, seg)
 		}
 	}
 	return nil

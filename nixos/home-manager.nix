@@ -173,8 +173,9 @@ in
       description = ''
         The user's keys that decrypt the secrets: age identity files (where sops looks for
         them) and OpenSSH ed25519 or RSA keys (as agenix's home-manager module uses them).
-        Missing ones are skipped with a warning; `$SOPS_AGE_KEY_FILE`, when set in the unit's
-        environment, is tried first.
+        Missing ones, and passphrase-protected OpenSSH keys while another identity exists, are
+        skipped with a warning; `$SOPS_AGE_KEY_FILE`, when set in the unit's environment, is
+        tried first.
       '';
     };
 

@@ -14,8 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DirMode is the mode of generation directories and of directories made for nested names.
+// DirMode is the mode of generation directories.
 const DirMode = 0o751
+
+// buildingDirMode is the mode of a directory made for nested names until SetDir.
+const buildingDirMode = 0o700
 
 // buildingPrefix names a generation still being written; such a directory is never live and is
 // removed by the next run if a run dies before it is complete.
@@ -115,8 +118,12 @@ func (s Store) CleanLeftovers() ([]string, error) {
 	return removed, nil
 }
 
-// Prune removes complete generations other than the newest keep and the live one.
+// Prune removes complete generations other than the newest keep and the live one; keep 0
+// keeps every generation.
 func (s Store) Prune(keep, live int) ([]int, error) {
+	if keep == 0 {
+		return nil, nil
+	}
 	gens, err := s.Generations()
 	if err != nil {
 		return nil, err
@@ -266,14 +273,14 @@ func (b *Builder) dir(rel string) (int, error) {
 		return -1, err
 	}
 	base := filepath.Base(rel)
-	if err := unix.Mkdirat(parent, base, DirMode); err != nil && err != unix.EEXIST {
+	if err := unix.Mkdirat(parent, base, buildingDirMode); err != nil && err != unix.EEXIST {
 		return -1, fmt.Errorf("creating directory %s: %w", rel, err)
 	}
 	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("opening directory %s: %w", rel, err)
 	}
-	if err := unix.Fchmod(fd, DirMode); err != nil {
+	if err := unix.Fchmod(fd, buildingDirMode); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -286,6 +293,24 @@ func (b *Builder) closeDirs() {
 		unix.Close(fd)
 	}
 	b.dirs = nil
+}
+
+// SetDir gives the directory rel of the generation, made by WriteFile, its final owner, group
+// and mode. Call it once the files below it are written.
+func (b *Builder) SetDir(rel string, uid, gid int, mode uint32) error {
+	b.mu.Lock()
+	fd, ok := b.dirs[rel]
+	b.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("directory %s was not made", rel)
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown directory %s to %d:%d: %w", rel, uid, gid, err)
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("chmod directory %s: %w", rel, err)
+	}
+	return nil
 }
 
 // Commit gives the generation its final name and returns its directory.

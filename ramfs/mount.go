@@ -94,7 +94,7 @@ func IsRamfs(dir string) (bool, error) {
 }
 
 // EnsureMounted makes dir the root of a ramfs (mode 0751, nodev, nosuid, noexec). An existing
-// ramfs there is reused, keeping its generations. It refuses a directory that is a symlink,
+// ramfs there is reused, keeping its generations, once it is made so (see adopt). It refuses a directory that is a symlink,
 // holds another filesystem, or holds files of its own, since mounting over them would hide them.
 func EnsureMounted(dir string) error {
 	fi, err := os.Lstat(dir)
@@ -121,7 +121,7 @@ func EnsureMounted(dir string) error {
 		if ok, err := IsRamfs(dir); err != nil || !ok {
 			return fmt.Errorf("mount point %s: the mount table says ramfs but statfs disagrees (%v)", dir, err)
 		}
-		return nil
+		return adopt(dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -133,6 +133,54 @@ func EnsureMounted(dir string) error {
 	opts := fmt.Sprintf("mode=%04o", MountMode)
 	if err := unix.Mount("ramfs", dir, "ramfs", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, opts); err != nil {
 		return fmt.Errorf("mounting a ramfs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// adopt makes a ramfs found mounted at dir what EnsureMounted would have mounted: root's, mode
+// 0751, remounted nodev, nosuid, noexec. It refuses one owned by another user, or holding an
+// entry another user owns (which a wider mode let them plant), since such a user could rename
+// generations or prepare a ".building-N" directory.
+func adopt(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if st.Uid != 0 {
+		return fmt.Errorf("mount point %s is a ramfs owned by uid %d, not root; secretd does not reuse it: unmount it", dir, st.Uid)
+	}
+	// Close the door before looking at what came in.
+	if err := unix.Fchmod(fd, MountMode); err != nil {
+		return fmt.Errorf("mount point %s: setting mode %04o: %w", dir, MountMode, err)
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	for _, name := range names {
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("mount point %s: %s: %w", dir, name, err)
+		}
+		if st.Uid != 0 {
+			return fmt.Errorf("mount point %s holds %s, owned by uid %d: the ramfs was writable by others; secretd does not reuse it: unmount it", dir, name, st.Uid)
+		}
+	}
+	const flags = unix.MS_NODEV | unix.MS_NOSUID | unix.MS_NOEXEC
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|flags, ""); err != nil {
+		return fmt.Errorf("mount point %s: remounting nodev,nosuid,noexec: %w", dir, err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if want := int64(unix.ST_NODEV | unix.ST_NOSUID | unix.ST_NOEXEC); fs.Flags&want != want {
+		return fmt.Errorf("mount point %s: still not nodev,nosuid,noexec after a remount", dir)
 	}
 	return nil
 }

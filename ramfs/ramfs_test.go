@@ -96,6 +96,16 @@ func TestBuilderWritesOwnerModeAndContent(t *testing.T) {
 	if gens, _ := store.Generations(); len(gens) != 0 {
 		t.Fatalf("unfinished generation listed: %v", gens)
 	}
+	// Directories are root's alone until given their final owner and mode.
+	if fi, err := os.Lstat(filepath.Join(root, ".building-1", "a")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("unfinished a: %v %v", fi.Mode(), err)
+	}
+	if err := b.SetDir("a/b", 65534, 65534, 0o550); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetDir("nope", 0, 0, 0o500); err == nil {
+		t.Fatal("SetDir of a directory never made")
+	}
 	dir, err := b.Commit()
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +117,9 @@ func TestBuilderWritesOwnerModeAndContent(t *testing.T) {
 	if !bytes.Equal(content, []byte("value")) || info.UID != 65534 || info.GID != 65534 || info.Mode != 0o440 {
 		t.Fatalf("got %+v (content ok: %v)", info, bytes.Equal(content, []byte("value")))
 	}
-	for _, d := range []string{"a", "a/b"} {
-		fi, err := os.Lstat(filepath.Join(dir, d))
-		if err != nil || fi.Mode().Perm() != 0o751 {
-			t.Fatalf("%s: %v %v", d, fi.Mode(), err)
-		}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "a", "b"), &st); err != nil || st.Uid != 65534 || st.Gid != 65534 || st.Mode&0o7777 != 0o550 {
+		t.Fatalf("a/b: %d:%d %o %v", st.Uid, st.Gid, st.Mode, err)
 	}
 	if gens, _ := store.Generations(); len(gens) != 1 || gens[0] != 1 {
 		t.Fatalf("generations %v", gens)
@@ -327,4 +335,50 @@ func TestBuilderConcurrentWrites(t *testing.T) {
 			t.Fatalf("%s: %q %+v %v", name, got, info, err)
 		}
 	}
+}
+
+// TestEnsureMountedHardensAFoundRamfs: a ramfs someone mounted at the mount point before
+// secretd (world-writable, without nosuid, nodev, noexec) is made root's 0751 and remounted with
+// those flags before it is used; one not owned by root, or holding entries of another user, is
+// refused.
+func TestEnsureMountedHardensAFoundRamfs(t *testing.T) {
+	testns.Require(t)
+	base := t.TempDir()
+	premount := func(name string) string {
+		dir := filepath.Join(base, name)
+		os.Mkdir(dir, 0o755)
+		if err := unix.Mount("ramfs", dir, "ramfs", 0, "mode=1777"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		return dir
+	}
+
+	open := premount("open")
+	if err := ramfs.EnsureMounted(open); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(open, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != ramfs.MountMode || st.Uid != 0 {
+		t.Errorf("found ramfs left with mode %04o, uid %d", st.Mode&0o7777, st.Uid)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(open, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC); fs.Flags&want != want {
+		t.Errorf("found ramfs not remounted nosuid,nodev,noexec (flags %#x)", fs.Flags)
+	}
+
+	userOwned := premount("user-owned")
+	os.Chown(userOwned, 1000, 1000)
+	expectErr(t, ramfs.EnsureMounted(userOwned), "owned by uid 1000")
+
+	planted := premount("planted")
+	os.Mkdir(filepath.Join(planted, ".building-7"), 0o755)
+	os.Chown(filepath.Join(planted, ".building-7"), 1000, 1000)
+	expectErr(t, ramfs.EnsureMounted(planted), ".building-7")
 }

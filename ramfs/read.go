@@ -44,20 +44,30 @@ func OpenBeneath(dir, rel string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), dir+"/"+rel), nil
 }
 
-// Stat describes rel inside dir without following symlinks.
+// Stat describes rel inside dir without following symlinks and without opening it: the
+// directories on the way are opened as O_PATH handles and rel itself is described by fstatat, so
+// describing a FIFO or a device never blocks on it or reads it.
 func Stat(dir, rel string) (FileInfo, error) {
-	f, err := OpenBeneath(dir, rel)
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return FileInfo{}, err
+		return FileInfo{}, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer f.Close()
-	return fstat(f)
-}
-
-func fstat(f *os.File) (FileInfo, error) {
+	parent, name := filepath.Split(rel)
+	for _, seg := range strings.Split(strings.TrimSuffix(parent, "/"), "/") {
+		if seg == "" {
+			continue
+		}
+		next, err := unix.Openat(fd, seg, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return FileInfo{}, &os.PathError{Op: "open", Path: dir + "/" + rel, Err: err}
+		}
+		fd = next
+	}
+	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return FileInfo{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return FileInfo{}, &os.PathError{Op: "stat", Path: dir + "/" + rel, Err: err}
 	}
 	return infoOf(&st), nil
 }

@@ -20,6 +20,10 @@ const metadataKey = "sops"
 // maxExpandedNodes bounds a YAML file's size once aliases are expanded.
 const maxExpandedNodes = 1 << 18
 
+// maxFileSize bounds the size of a sops file, which is read before anything in it is
+// authenticated.
+const maxFileSize = 64 << 20
+
 // maxJSONDepth bounds JSON nesting.
 const maxJSONDepth = 1000
 
@@ -44,6 +48,9 @@ var errNoMetadata = errors.New("no sops metadata found")
 // load recognises and reads a sops file. It returns errNoMetadata for a well-formed file of any
 // format that carries no sops metadata.
 func load(data []byte) (*encryptedFile, error) {
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("the file is larger than %d MiB, more than any sops file secretd reads", maxFileSize>>20)
+	}
 	trimmed := bytes.TrimLeft(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), " \t\r\n")
 	if len(trimmed) == 0 || bytes.HasPrefix(trimmed, []byte("age-encryption.org/")) ||
 		bytes.HasPrefix(trimmed, []byte("-----BEGIN AGE ENCRYPTED FILE-----")) {
@@ -131,6 +138,9 @@ func (f *encryptedFile) splitMetadata() error {
 				meta = e.Value
 			}
 		}
+		if f.comments != nil {
+			f.comments.set(kept, len(kept.Entries), len(root.Entries), append(carried, f.comments.before(root, len(root.Entries))...))
+		}
 		f.roots[i] = kept
 	}
 	if !hasMetadata(meta) {
@@ -141,7 +151,8 @@ func (f *encryptedFile) splitMetadata() error {
 }
 
 // loadJSON reads JSON as sops' JSON store does: the top level is an object, keys keep their
-// order (a repeated key is kept twice), and numbers keep their literal text.
+// order, and numbers keep their literal text. A repeated key is refused: sops authenticates
+// neither keys nor empty values, so a repeated key could shadow the real one.
 func loadJSON(data []byte) (*encryptedFile, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -189,6 +200,7 @@ func readJSONObject(dec *json.Decoder, data []byte, path []string) (*structured.
 		return nil, fmt.Errorf("JSON nested more than %d levels deep", maxJSONDepth)
 	}
 	out := &structured.Node{Kind: structured.Map}
+	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
@@ -198,6 +210,10 @@ func readJSONObject(dec *json.Decoder, data []byte, path []string) (*structured.
 		if !ok {
 			return nil, jsonError(dec, data, errors.New("object key is not a string"))
 		}
+		if seen[key] {
+			return nil, fmt.Errorf("duplicate key %q under %s", key, describe(path))
+		}
+		seen[key] = true
 		child, err := readJSONValue(dec, data, append(path[:len(path):len(path)], key))
 		if err != nil {
 			return nil, err
@@ -251,9 +267,10 @@ func readJSONValue(dec *json.Decoder, data []byte, path []string) (*structured.N
 
 // loadDotenv reads dotenv as sops' dotenv store does: KEY=value lines split at the first "=",
 // values verbatim except that "\n" means a newline, "#" lines are comments, and every key
-// starting with "sops_" is metadata.
+// starting with "sops_" is metadata. A variable given twice is refused, as in loadJSON.
 func loadDotenv(data []byte) (*encryptedFile, error) {
 	root := &structured.Node{Kind: structured.Map}
+	seen := map[string]bool{}
 	var flat []structured.Entry
 	var comments [][]string
 	var pending []string
@@ -275,6 +292,10 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 			flat = append(flat, structured.Entry{Key: rest, Value: value})
 			continue
 		}
+		if seen[key] {
+			return nil, fmt.Errorf("dotenv line %d: variable %q is defined twice", i+1, key)
+		}
+		seen[key] = true
 		root.Entries = append(root.Entries, structured.Entry{Key: key, Value: value})
 		comments = append(comments, pending)
 		pending = nil
@@ -287,7 +308,7 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 		return nil, errNoMetadata
 	}
 	f := &encryptedFile{format: manifest.FormatDotenv, sourceFormat: manifest.FormatDotenv, roots: []*structured.Node{root}, meta: meta, comments: commentTable{}}
-	for i, c := range comments {
+	for i, c := range append(comments, pending) {
 		f.comments.set(root, i, len(root.Entries), c)
 	}
 	return f, nil
@@ -295,21 +316,36 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 
 // loadINI reads INI as sops' INI store does (see structured's INI parser): sections map to
 // top-level keys, including the default section, and the "[sops]" section holds flattened
-// metadata whose newlines are written as "\n".
+// metadata whose newlines are written as "\n". A repeated section is refused, as in loadJSON.
 func loadINI(data []byte) (*encryptedFile, error) {
-	doc, err := structured.Parse(manifest.FormatINI, data)
+	doc, err := structured.ParseINIWithComments(data)
 	if err != nil {
 		return nil, err
 	}
 	root := doc.Roots()[0]
 	kept := &structured.Node{Kind: structured.Map}
+	comments := commentTable{}
 	var metaSection *structured.Node
-	for _, s := range root.Entries {
+	seen := map[string]bool{}
+	for i, s := range root.Entries {
+		// The parser always starts with the default section; an explicit "[DEFAULT]" header
+		// names the same section, so an empty implicit one does not count.
+		if i == 0 && len(s.Value.Entries) == 0 {
+			continue
+		}
+		if seen[s.Key] {
+			return nil, fmt.Errorf("section %q is given twice", s.Key)
+		}
+		seen[s.Key] = true
 		if s.Key == metadataKey {
 			if metaSection == nil {
 				metaSection = s.Value
 			}
 			continue
+		}
+		comments.set(kept, len(kept.Entries), len(root.Entries), iniComment(root.CommentsBefore(i)))
+		for j := range s.Value.Entries {
+			comments.set(s.Value, j, len(s.Value.Entries), iniComment(s.Value.CommentsBefore(j)))
 		}
 		kept.Entries = append(kept.Entries, s)
 	}
@@ -328,7 +364,21 @@ func loadINI(data []byte) (*encryptedFile, error) {
 	if !hasMetadata(meta) {
 		return nil, errNoMetadata
 	}
-	return &encryptedFile{format: manifest.FormatINI, sourceFormat: manifest.FormatINI, roots: []*structured.Node{kept}, meta: meta}, nil
+	return &encryptedFile{format: manifest.FormatINI, sourceFormat: manifest.FormatINI, roots: []*structured.Node{kept}, meta: meta, comments: comments}, nil
+}
+
+// iniComment strips a comment's leading comment characters as sops' INI store does before it
+// encrypts the comment (its first line's only).
+func iniComment(comments []string) []string {
+	out := make([]string, len(comments))
+	for i, c := range comments {
+		if strings.HasPrefix(c, ";") {
+			out[i] = strings.TrimLeft(c, "; ")
+		} else {
+			out[i] = strings.TrimLeft(c, "# ")
+		}
+	}
+	return out
 }
 
 const (
@@ -375,17 +425,27 @@ func tokenizeFlat(path string) ([]flatToken, error) {
 	}
 }
 
-// unflatten rebuilds the metadata tree that sops flattens into dotenv and INI keys.
+// unflatten rebuilds the metadata tree that sops flattens into dotenv and INI keys. List
+// indices must be dense: every list slot lies on the path of some key, so the slots of all
+// lists together never outnumber the keys' tokens, and a sparse index is refused before it can
+// make the (unauthenticated) metadata allocate more than its own size.
 func unflatten(flat []structured.Entry) (*structured.Node, error) {
 	if len(flat) == 0 {
 		return nil, errNoMetadata
 	}
 	root := &structured.Node{Kind: structured.Map}
+	var tokenized [][]flatToken
+	budget := 0
 	for _, e := range flat {
 		tokens, err := tokenizeFlat(e.Key)
 		if err != nil {
 			return nil, err
 		}
+		tokenized = append(tokenized, tokens)
+		budget += len(tokens)
+	}
+	for k, e := range flat {
+		tokens := tokenized[k]
 		cur := root
 		for i, tok := range tokens {
 			last := i == len(tokens)-1
@@ -396,7 +456,7 @@ func unflatten(flat []structured.Entry) (*structured.Node, error) {
 					wantKind = structured.List
 				}
 			}
-			slot, err := flatSlot(cur, tok, e.Key)
+			slot, err := flatSlot(cur, tok, e.Key, &budget)
 			if err != nil {
 				return nil, err
 			}
@@ -415,18 +475,24 @@ func unflatten(flat []structured.Entry) (*structured.Node, error) {
 			cur = *slot
 		}
 	}
-	fillNullItems(root)
+	if err := checkDense(root); err != nil {
+		return nil, err
+	}
 	return root, nil
 }
 
-// flatSlot returns where tok's child lives in cur, creating the map entry or list item.
-func flatSlot(cur *structured.Node, tok flatToken, key string) (**structured.Node, error) {
+// flatSlot returns where tok's child lives in cur, creating the map entry or list item; budget
+// is how many list slots may still be created.
+func flatSlot(cur *structured.Node, tok flatToken, key string, budget *int) (**structured.Node, error) {
 	if tok.isIndex {
 		if cur.Kind != structured.List {
 			return nil, fmt.Errorf("key %q indexes something that is not a list", key)
 		}
-		for len(cur.Items) <= tok.index {
-			cur.Items = append(cur.Items, nil)
+		if grow := tok.index + 1 - len(cur.Items); grow > 0 {
+			if *budget -= grow; *budget < 0 {
+				return nil, fmt.Errorf("key %q has a list index beyond the items the metadata gives", key)
+			}
+			cur.Items = append(cur.Items, make([]*structured.Node, grow)...)
 		}
 		return &cur.Items[tok.index], nil
 	}
@@ -442,21 +508,22 @@ func flatSlot(cur *structured.Node, tok flatToken, key string) (**structured.Nod
 	return &cur.Entries[len(cur.Entries)-1].Value, nil
 }
 
-func fillNullItems(n *structured.Node) {
-	switch n.Kind {
-	case structured.Map:
-		for _, e := range n.Entries {
-			fillNullItems(e.Value)
-		}
-	case structured.List:
-		for i, item := range n.Items {
-			if item == nil {
-				n.Items[i] = &structured.Node{Kind: structured.Null}
-				continue
-			}
-			fillNullItems(item)
+// checkDense refuses a list with an index no key gave.
+func checkDense(n *structured.Node) error {
+	for _, e := range n.Entries {
+		if err := checkDense(e.Value); err != nil {
+			return err
 		}
 	}
+	for i, item := range n.Items {
+		if item == nil {
+			return fmt.Errorf("a list has no item at list index %d although later indices are given", i)
+		}
+		if err := checkDense(item); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // describe names a key path for error messages.

@@ -18,7 +18,8 @@ import (
 // are encrypted when a file uses encrypted_comment_regex or unencrypted_comment_regex.
 type commentTable map[*structured.Node][][]string
 
-// before returns the comments preceding entry i of container n.
+// before returns the comments preceding entry i of container n; i = its length gives those
+// after the last entry.
 func (t commentTable) before(n *structured.Node, i int) []string {
 	if lists, ok := t[n]; ok && i < len(lists) {
 		return lists[i]
@@ -32,10 +33,10 @@ func (t commentTable) set(n *structured.Node, i, size int, comments []string) {
 	}
 	lists, ok := t[n]
 	if !ok {
-		lists = make([][]string, size)
+		lists = make([][]string, size+1)
 		t[n] = lists
 	}
-	lists[i] = comments
+	lists[i] = append(lists[i], comments...)
 }
 
 // loadYAML reads YAML as sops' YAML store does: every document of the stream is a mapping,
@@ -123,7 +124,12 @@ func (r *yamlReader) document(doc *yaml.Node) (*structured.Node, error) {
 		return nil, errors.New("a YAML document that is not a mapping cannot be a sops file")
 	}
 	r.total++
-	return r.mapping(top, false, lead)
+	root, err := r.mapping(top, false, lead)
+	if err != nil {
+		return nil, err
+	}
+	r.comments.set(root, len(root.Entries), len(root.Entries), r.commentLines(doc.FootComment, nil))
+	return root, nil
 }
 
 func (r *yamlReader) tooLarge() error {
@@ -190,6 +196,10 @@ func (r *yamlReader) sequence(n *yaml.Node, handled bool) (*structured.Node, err
 		r.comments.set(out, i, len(n.Content), comments)
 		comments = r.commentLines(item.FootComment, nil)
 	}
+	if !handled {
+		comments = r.commentLines(n.FootComment, comments)
+	}
+	r.comments.set(out, len(out.Items), len(n.Content), comments)
 	return out, nil
 }
 
@@ -216,7 +226,8 @@ func (r *yamlReader) mapping(n *yaml.Node, handled bool, lead []string) (*struct
 			return nil, fmt.Errorf("a key under %s is a map or list; sops supports string keys only", describe(r.path))
 		}
 		key := r.shrunk.restore(keyNode.Value)
-		if tag := keyNode.ShortTag(); tag != structured.TagString && tag != "!!merge" {
+		tag := keyNode.ShortTag()
+		if tag != structured.TagString && tag != "!!merge" {
 			return nil, fmt.Errorf("key %q under %s is a %s; sops supports string keys only", key, describe(r.path), structured.KindOfTag(tag))
 		}
 		if seen[key] {
@@ -230,12 +241,16 @@ func (r *yamlReader) mapping(n *yaml.Node, handled bool, lead []string) (*struct
 		}
 		r.path = r.path[:len(r.path)-1]
 		r.comments.set(out, len(out.Entries), size, comments)
-		out.Entries = append(out.Entries, structured.Entry{Key: key, Value: child})
+		out.Entries = append(out.Entries, structured.Entry{Key: key, Value: child, Merge: tag == "!!merge"})
 		comments = nil
 		if scalarValue {
 			comments = r.commentLines(v.FootComment, comments)
 		}
 		comments = r.commentLines(k.FootComment, comments)
 	}
+	if !handled {
+		comments = r.commentLines(n.FootComment, comments)
+	}
+	r.comments.set(out, len(out.Entries), size, comments)
 	return out, nil
 }

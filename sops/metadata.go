@@ -19,6 +19,18 @@ type ageKey struct {
 	enc       string
 }
 
+// pgpKey is one OpenPGP recipient of the data key: its fingerprint and the armored message.
+type pgpKey struct {
+	fp  string
+	enc string
+}
+
+// keyGroup is the recipients that each hold the data key, or one Shamir share of it.
+type keyGroup struct {
+	age []ageKey
+	pgp []pgpKey
+}
+
 // masterKeyTypes lists the master key types sops knows, in the order they are reported.
 func masterKeyTypes() []string {
 	return []string{"age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"}
@@ -26,17 +38,27 @@ func masterKeyTypes() []string {
 
 // metadata is the part of a file's sops metadata that decryption needs.
 type metadata struct {
-	ageKeys []ageKey
+	// groups are the key groups' age recipients: one group, or several that each hold a
+	// Shamir share of the data key, shamirThreshold of which recover it.
+	groups          []keyGroup
+	shamirThreshold int
 	// keyTypes are the master key types present (masterKeyTypes order), age included.
 	keyTypes []string
-	// keyGroups is how many key groups share the data key (Shamir); 1 without key_groups.
-	keyGroups int
 
 	lastModified string
 	mac          string
 
 	rule             rule
 	macOnlyEncrypted bool
+}
+
+// ageKeys lists the age recipients of every key group.
+func (md *metadata) ageKeys() []ageKey {
+	var out []ageKey
+	for _, g := range md.groups {
+		out = append(out, g.age...)
+	}
+	return out
 }
 
 // rule decides which values sops encrypted. At most one of its fields is set.
@@ -55,7 +77,7 @@ func (r *rule) byComments() bool {
 }
 
 func parseMetadata(m *structured.Node) (*metadata, error) {
-	md := &metadata{keyGroups: 1}
+	md := &metadata{}
 	str := func(name string) (string, error) {
 		n := field(m, name)
 		if n == nil || n.Kind == structured.Null {
@@ -117,6 +139,15 @@ func parseMetadata(m *structured.Node) (*metadata, error) {
 		md.macOnlyEncrypted = b
 	}
 
+	if v, err := str("shamir_threshold"); err != nil {
+		return nil, err
+	} else if v != "" {
+		t, perr := strconv.Atoi(v)
+		if perr != nil || t < 0 {
+			return nil, fmt.Errorf("sops metadata shamir_threshold is not a count")
+		}
+		md.shamirThreshold = t
+	}
 	if err := md.readKeys(m); err != nil {
 		return nil, err
 	}
@@ -148,10 +179,10 @@ func (md *metadata) readKeys(m *structured.Node) error {
 	if !topLevel {
 		if kg := field(m, "key_groups"); kg != nil && kg.Kind == structured.List && len(kg.Items) > 0 {
 			groups = kg.Items
-			md.keyGroups = len(kg.Items)
 		}
 	}
 	for _, g := range groups {
+		var group keyGroup
 		if g.Kind != structured.Map {
 			return fmt.Errorf("sops metadata key group is a %s, not a map", g.Kind)
 		}
@@ -166,23 +197,27 @@ func (md *metadata) readKeys(m *structured.Node) error {
 			if len(l.Items) > 0 {
 				present[t] = true
 			}
-			if t != "age" {
+			if t != "age" && t != "pgp" {
 				continue
 			}
 			for _, item := range l.Items {
 				if item.Kind != structured.Map {
-					return fmt.Errorf("sops metadata age entry is a %s, not a map", item.Kind)
+					return fmt.Errorf("sops metadata %s entry is a %s, not a map", t, item.Kind)
 				}
-				var k ageKey
-				if r := field(item, "recipient"); r != nil && r.IsScalar() {
-					k.recipient = r.Text
+				text := func(name string) string {
+					if n := field(item, name); n != nil && n.IsScalar() {
+						return n.Text
+					}
+					return ""
 				}
-				if e := field(item, "enc"); e != nil && e.IsScalar() {
-					k.enc = e.Text
+				if t == "age" {
+					group.age = append(group.age, ageKey{recipient: text("recipient"), enc: text("enc")})
+				} else {
+					group.pgp = append(group.pgp, pgpKey{fp: text("fp"), enc: text("enc")})
 				}
-				md.ageKeys = append(md.ageKeys, k)
 			}
 		}
+		md.groups = append(md.groups, group)
 	}
 	for _, t := range types {
 		if present[t] {

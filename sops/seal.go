@@ -17,6 +17,7 @@ import (
 	"hash"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func (o *Opened) Close() {
 
 // New starts an empty file of format with a fresh data key.
 func New(format string, s Settings) (*Opened, error) {
-	if _, err := checkFormat(format); err != nil {
+	if err := checkFormat(format); err != nil {
 		return nil, err
 	}
 	key := make([]byte, dataKeySize)
@@ -87,29 +88,34 @@ func New(format string, s Settings) (*Opened, error) {
 }
 
 // checkFormat refuses the formats Seal cannot write.
-func checkFormat(format string) (string, error) {
+func checkFormat(format string) error {
 	switch format {
 	case manifest.FormatYAML, manifest.FormatJSON, manifest.FormatDotenv, manifest.FormatINI, manifest.FormatBinary:
-		return format, nil
+		return nil
 	}
-	return "", fmt.Errorf("secretd cannot write sops files in %s format", format)
+	return fmt.Errorf("secretd cannot write sops files in %s format", format)
 }
 
 // Open decrypts the sops file in data. The file is authenticated as by Decrypt before anything
-// is returned.
+// is returned. The identities are asked for the data key once: a passphrase, PIN or touch is
+// asked for once.
 func Open(data []byte, ids []age.Identity) (*Opened, error) {
-	if _, err := Decrypt(data, ids); err != nil {
+	var key []byte
+	_, err := decrypt(data, func(md *metadata) ([]byte, error) {
+		k, err := unwrapDataKey(md, keys{age: ids})
+		key = bytes.Clone(k)
+		return k, err
+	})
+	if err != nil {
+		clear(key)
 		return nil, err
 	}
 	f, md, err := loadForWriting(data)
 	if err != nil {
+		clear(key)
 		return nil, err
 	}
-	key, err := unwrapDataKey(md, ids)
-	if err != nil {
-		return nil, err
-	}
-	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][][]byte{}, ageKeys: md.ageKeys}
+	o := &Opened{Format: f.format, settings: settingsOf(md), dataKey: key, stash: map[string][][]byte{}, ageKeys: md.ageKeys()}
 	if err := o.decryptTree(f.docs); err != nil {
 		o.Close()
 		return nil, err
@@ -159,34 +165,43 @@ func Recipients(data []byte) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, k := range md.ageKeys {
+	for _, k := range md.ageKeys() {
 		out = append(out, k.recipient)
 	}
 	return out, nil
 }
 
+// SameRecipients reports whether a and b name the same recipients, in any order, as
+// `sops updatekeys` compares a file's keys with its rule's.
+func SameRecipients(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
 // UpdateKeys re-wraps the data key of the sops file in data for recipients and leaves every
 // value, the MAC and lastmodified as they are, as `sops updatekeys` does. Recipients that the
 // file already lists keep their stanza. changed is false, and out is data, when the file is
-// already encrypted to exactly recipients.
+// already encrypted to exactly recipients, in any order.
 func UpdateKeys(data []byte, ids []age.Identity, recipients []string, ui *plugin.ClientUI) (out []byte, changed bool, err error) {
 	f, md, err := loadForWriting(data)
 	if err != nil {
 		return nil, false, err
 	}
 	var current []string
-	for _, k := range md.ageKeys {
+	for _, k := range md.ageKeys() {
 		current = append(current, k.recipient)
 	}
-	if slices.Equal(current, recipients) {
+	if SameRecipients(current, recipients) {
 		return data, false, nil
 	}
-	key, err := unwrapDataKey(md, ids)
+	key, err := unwrapDataKey(md, keys{age: ids})
 	if err != nil {
 		return nil, false, err
 	}
 	defer clear(key)
-	keys, err := wrapDataKey(key, recipients, md.ageKeys, ui)
+	keys, err := wrapDataKey(key, recipients, md.ageKeys(), ui)
 	if err != nil {
 		return nil, false, err
 	}
@@ -275,13 +290,13 @@ func loadForWriting(data []byte) (*writableFile, *metadata, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if md.keyGroups > 1 || len(md.keyTypes) != 1 || md.keyTypes[0] != "age" {
+	if len(md.groups) > 1 || len(md.keyTypes) != 1 || md.keyTypes[0] != "age" {
 		return nil, nil, errors.New("secretd only rewrites sops files whose data key is held by age recipients alone, in one key group")
 	}
 	if md.rule.byComments() {
 		return nil, nil, errors.New("secretd does not rewrite sops files that select encrypted values by comments")
 	}
-	if _, err := checkFormat(f.format); err != nil {
+	if err := checkFormat(f.format); err != nil {
 		return nil, nil, err
 	}
 	w := &writableFile{format: f.format}
@@ -309,6 +324,10 @@ func loadForWriting(data []byte) (*writableFile, *metadata, error) {
 	return w, md, nil
 }
 
+// yamlAnchorName matches the anchor name that yaml.v3 quotes in some errors: the name is part
+// of the plaintext, which no error may repeat.
+var yamlAnchorName = regexp.MustCompile(`anchor '[^']*'`)
+
 // decodeYAML reads every document of a YAML stream, aliases expanded as sops expands them.
 func decodeYAML(data []byte) ([]*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -320,7 +339,7 @@ func decodeYAML(data []byte) ([]*yaml.Node, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("malformed YAML: %w", err)
+			return nil, fmt.Errorf("malformed YAML: %s", yamlAnchorName.ReplaceAllString(err.Error(), "an anchor"))
 		}
 		root := &doc
 		if len(doc.Content) == 1 {

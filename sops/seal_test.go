@@ -370,3 +370,58 @@ func FuzzSealOpen(f *testing.F) {
 		}
 	})
 }
+
+// countingIdentity counts the stanzas it is asked to unwrap.
+type countingIdentity struct {
+	age.Identity
+	calls int
+}
+
+func (c *countingIdentity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
+	c.calls++
+	return c.Identity.Unwrap(stanzas)
+}
+
+// TestOpenUnwrapsOnce: Open asks the identity for the data key once, so a passphrase, a PIN or
+// a hardware key's touch is asked for once per file.
+func TestOpenUnwrapsOnce(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(manifest.FormatYAML, Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := o.Seal([]byte("a: b\n"), []string{id.Recipient().String()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingIdentity{Identity: id}
+	opened, err := Open(enc, []age.Identity{counting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened.Close()
+	if counting.calls != 1 {
+		t.Errorf("Open unwrapped the data key %d times, want 1", counting.calls)
+	}
+}
+
+// TestSealErrorsQuoteNoPlaintext: a plaintext that cannot be encrypted gets an error that
+// quotes none of it, not even an anchor's name.
+func TestSealErrorsQuoteNoPlaintext(t *testing.T) {
+	for _, plain := range []string{"a: *hunter2\n", "a: &hunter2 [*hunter2]\n"} {
+		o, err := New(manifest.FormatYAML, Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = o.Seal([]byte(plain), []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}, time.Now())
+		if err == nil {
+			t.Fatal("Seal accepted an unresolvable anchor")
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error quotes the plaintext: %v", err)
+		}
+	}
+}

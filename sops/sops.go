@@ -1,19 +1,20 @@
 // Package sops reads files encrypted by sops (https://github.com/getsops/sops) 3.x natively:
 // it recognises the YAML, JSON, dotenv, INI and binary forms, unwraps the data key with age
 // identities, decrypts every value with AES-256-GCM bound to its key path, and verifies the
-// file's MAC before returning anything.
+// file's MAC before returning anything. It also writes them as sops 3.12 does (Seal,
+// UpdateKeys), for secretd's authoring commands.
 //
-// Only age recipients are supported; files whose data key is held by PGP or a cloud KMS, or is
-// split across several key groups, are refused with an error naming what they use. Values left
-// in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex or
-// the comment regexes (YAML and dotenv) are returned as they are and authenticated the way
-// sops authenticates them.
+// age and PGP recipients are supported; files whose data key is held only by a cloud KMS or
+// Vault are refused with an error naming what they use. A data key split across key groups
+// (Shamir secret sharing) is recovered from as many groups as the file's threshold asks, as sops
+// does. Values left in cleartext by unencrypted_suffix, encrypted_suffix, unencrypted_regex,
+// encrypted_regex or the comment regexes (YAML and dotenv) are returned as they are and
+// authenticated the way sops authenticates them.
 //
 // Open, Seal and UpdateKeys write such files as sops 3 does, for editing and re-keying.
 package sops
 
 import (
-	"bytes"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/hex"
@@ -24,7 +25,6 @@ import (
 	"strings"
 
 	"filippo.io/age"
-	"filippo.io/age/armor"
 
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/structured"
@@ -61,13 +61,20 @@ func HasKey(data []byte, key string) error {
 	if err != nil {
 		return err
 	}
+	doc.SetUnbound(structured.Unbound{ListPositions: true})
 	return doc.Has(key)
 }
 
 // Decrypt decrypts the sops file in data with ids and returns its plaintext document. The data
-// key is unwrapped from the file's age recipients; every value is authenticated against its key
-// path and the file's MAC is verified, so a modified file yields an error and no document.
-func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
+// key is unwrapped from the file's age recipients with ids, or its PGP recipients with pgp;
+// every value is authenticated against its key path and the file's MAC is verified, so a
+// modified file yields an error and no document.
+func Decrypt(data []byte, ids []age.Identity, pgp ...PGPIdentity) (*structured.Document, error) {
+	return decrypt(data, func(md *metadata) ([]byte, error) { return unwrapDataKey(md, keys{age: ids, pgp: pgp}) })
+}
+
+// decrypt is Decrypt with the data key from unwrap, which decrypt clears when done.
+func decrypt(data []byte, unwrap func(*metadata) ([]byte, error)) (*structured.Document, error) {
 	f, err := loadSops(data)
 	if err != nil {
 		return nil, err
@@ -86,7 +93,7 @@ func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
 	if md.rule.byComments() && f.sourceFormat == manifest.FormatINI {
 		return nil, errors.New("the file selects encrypted values by comments (encrypted_comment_regex or unencrypted_comment_regex), which secretd does not support in INI files")
 	}
-	dataKey, err := unwrapDataKey(md, ids)
+	dataKey, err := unwrap(md)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +117,36 @@ func Decrypt(data []byte, ids []age.Identity) (*structured.Document, error) {
 	if err := verifyMAC(c, md.mac, macAAD, w.mac.Sum(nil)); err != nil {
 		return nil, err
 	}
-	return f.document(plain)
+	doc, err := f.document(plain)
+	if err != nil {
+		return nil, err
+	}
+	doc.SetUnbound(w.unbound())
+	return doc, nil
+}
+
+// unbound lists what the MAC leaves an editor of the file free to move. sops binds each
+// encrypted value to its key path, but list items share their list's path, and cleartext
+// values enter the MAC only as one unseparated sequence (and not at all with
+// mac_only_encrypted): their keys can be swapped and text moved between them.
+func (w *walker) unbound() structured.Unbound {
+	u := structured.Unbound{ListPositions: true}
+	var reason string
+	switch {
+	case len(w.cleartext) == 0:
+		return u
+	case w.macOnlyEncrypted:
+		reason = "it is a cleartext value and the file's MAC does not cover cleartext (mac_only_encrypted)"
+	case len(w.cleartext) > 1:
+		reason = fmt.Sprintf("it is a cleartext value, and sops authenticates the file's %d cleartext values only as one sequence, not by key (an edit could move text between them); encrypt it", len(w.cleartext))
+	default:
+		return u
+	}
+	u.Values = make(map[*structured.Node]string, len(w.cleartext))
+	for _, n := range w.cleartext {
+		u.Values[n] = reason
+	}
+	return u
 }
 
 // loadSops loads data, turning "no metadata" into a user-facing error.
@@ -131,73 +167,6 @@ func (f *encryptedFile) document(roots []*structured.Node) (*structured.Document
 		return structured.NewDocument(manifest.FormatBinary, roots[0].Entries[0].Value)
 	}
 	return structured.NewDocument(f.format, roots...)
-}
-
-// unwrapDataKey decrypts the data key from the first age recipient an identity matches.
-func unwrapDataKey(md *metadata, ids []age.Identity) ([]byte, error) {
-	if md.keyGroups > 1 {
-		return nil, fmt.Errorf("the file splits its data key across %d key groups (Shamir secret sharing), which secretd does not support", md.keyGroups)
-	}
-	if len(md.ageKeys) == 0 {
-		if len(md.keyTypes) == 0 {
-			return nil, errors.New("the file's sops metadata lists no master keys")
-		}
-		return nil, fmt.Errorf("the file's data key is encrypted only to %s keys; secretd only decrypts age recipients", strings.Join(md.keyTypes, ", "))
-	}
-	if len(ids) == 0 {
-		return nil, errors.New("no identities to decrypt the sops data key with")
-	}
-	var recipients []string
-	var failures []string
-	for i, k := range md.ageKeys {
-		recipients = append(recipients, k.recipient)
-		key, err := decryptDataKey(k.enc, ids)
-		if err != nil {
-			var noMatch *age.NoIdentityMatchError
-			if !errors.As(err, &noMatch) {
-				failures = append(failures, fmt.Sprintf("age entry %d (%s): %v", i, k.recipient, err))
-			}
-			continue
-		}
-		return key, nil
-	}
-	msg := fmt.Sprintf("no identity given (%d tried) matches the file's age recipients: %s", len(ids), strings.Join(recipients, ", "))
-	var others []string
-	for _, t := range md.keyTypes {
-		if t != "age" {
-			others = append(others, t)
-		}
-	}
-	if len(others) > 0 {
-		msg += fmt.Sprintf(" (it also lists %s keys, which secretd does not use)", strings.Join(others, ", "))
-	}
-	if len(failures) > 0 {
-		msg += "; errors: " + strings.Join(failures, "; ")
-	}
-	return nil, errors.New(msg)
-}
-
-// decryptDataKey decrypts one armored age file holding a data key. The file is decoded whole
-// and decrypted with age.DecryptReaderAt, which allocates half of what the streaming
-// age.Decrypt does, and a host may read a thousand sops files.
-func decryptDataKey(armored string, ids []age.Identity) ([]byte, error) {
-	encrypted, err := io.ReadAll(armor.NewReader(strings.NewReader(armored)))
-	if err != nil {
-		return nil, err
-	}
-	r, size, err := age.DecryptReaderAt(bytes.NewReader(encrypted), int64(len(encrypted)), ids...)
-	if err != nil {
-		return nil, err
-	}
-	if size != dataKeySize {
-		return nil, fmt.Errorf("data key is not %d bytes", dataKeySize)
-	}
-	key := make([]byte, size)
-	if n, err := r.ReadAt(key, 0); n != len(key) || err != nil && err != io.EOF {
-		clear(key)
-		return nil, fmt.Errorf("reading the data key: %w", err)
-	}
-	return key, nil
 }
 
 // verifyMAC checks the computed SHA-512 against the file's MAC, which sops encrypts with
@@ -233,34 +202,55 @@ type walker struct {
 	// before each entry enclosing it (one level per map or list).
 	comments commentTable
 	levels   [][]string
+	// cleartext holds the output node of every value the file keeps in cleartext.
+	cleartext []*structured.Node
 }
 
 func (w *walker) walk(n *structured.Node, path []string) (*structured.Node, error) {
 	switch n.Kind {
 	case structured.Map:
 		out := &structured.Node{Kind: structured.Map, Entries: make([]structured.Entry, len(n.Entries))}
+		var comments plainComments
 		for i, e := range n.Entries {
+			commentPath := path
+			if w.sourceFormat == manifest.FormatINI && len(path) == 0 {
+				// sops keeps a section's comment inside the section.
+				commentPath = []string{e.Key}
+			}
+			comments.add(i, w.openComments(w.comments.before(n, i), commentPath))
 			w.levels = append(w.levels, w.comments.before(n, i))
 			child, err := w.walk(e.Value, append(path[:len(path):len(path)], e.Key))
 			w.levels = w.levels[:len(w.levels)-1]
 			if err != nil {
 				return nil, err
 			}
-			out.Entries[i] = structured.Entry{Key: e.Key, Value: child}
+			out.Entries[i] = structured.Entry{Key: e.Key, Value: child, Merge: e.Merge}
 		}
+		comments.add(len(n.Entries), w.openComments(w.comments.before(n, len(n.Entries)), path))
+		out.Comments = comments.lines(len(out.Entries))
 		return out, nil
 	case structured.List:
 		// sops gives list elements the path of the list itself.
-		out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, len(n.Items))}
+		out := &structured.Node{Kind: structured.List, Items: make([]*structured.Node, 0, len(n.Items))}
+		var comments plainComments
 		for i, item := range n.Items {
+			comments.add(len(out.Items), w.openComments(w.comments.before(n, i), path))
+			if c, ok := w.openComment(item, path); ok {
+				// sops writes a comment before a list's first item as an item of its own,
+				// and reads it back as a comment.
+				comments.add(len(out.Items), []string{c})
+				continue
+			}
 			w.levels = append(w.levels, w.comments.before(n, i))
 			child, err := w.walk(item, path)
 			w.levels = w.levels[:len(w.levels)-1]
 			if err != nil {
 				return nil, err
 			}
-			out.Items[i] = child
+			out.Items = append(out.Items, child)
 		}
+		comments.add(len(out.Items), w.openComments(w.comments.before(n, len(n.Items)), path))
+		out.Comments = comments.lines(len(out.Items))
 		return out, nil
 	case structured.Null:
 		// sops neither decrypts nor authenticates null values.
@@ -278,6 +268,7 @@ func (w *walker) leaf(n *structured.Node, path []string) (*structured.Node, erro
 		if !w.macOnlyEncrypted {
 			w.mac.Write(macBytes)
 		}
+		w.cleartext = append(w.cleartext, out)
 		return out, nil
 	}
 	if n.Kind != structured.String || (n.Tag != "" && n.Tag != structured.TagString) {
@@ -301,4 +292,61 @@ func (w *walker) leaf(n *structured.Node, path []string) (*structured.Node, erro
 	}
 	w.mac.Write(macBytes)
 	return out, nil
+}
+
+// plainComments collects the decrypted comments of a map or list by entry or item index.
+type plainComments map[int][]string
+
+func (p *plainComments) add(i int, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	if *p == nil {
+		*p = plainComments{}
+	}
+	(*p)[i] = append((*p)[i], lines...)
+}
+
+// lines lays the comments out as structured.Node.Comments for a container of size entries.
+func (p plainComments) lines(size int) [][]string {
+	if len(p) == 0 {
+		return nil
+	}
+	out := make([][]string, size+1)
+	for i, l := range p {
+		out[i] = l
+	}
+	return out
+}
+
+// openComments decrypts comment lines. sops encrypts a comment with its container's path and
+// keeps one it cannot decrypt as it is (older versions of sops left comments in cleartext).
+func (w *walker) openComments(lines []string, path []string) []string {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]string, len(lines))
+	for i, c := range lines {
+		out[i] = c
+		if plain, ok := w.openComment(&structured.Node{Kind: structured.String, Text: c}, path); ok {
+			out[i] = plain
+		}
+	}
+	return out
+}
+
+// openComment decrypts n if it is an encrypted comment: a string ENC[…,type:comment].
+func (w *walker) openComment(n *structured.Node, path []string) (string, bool) {
+	if n.Kind != structured.String || !strings.HasPrefix(n.Text, "ENC[") || !strings.HasSuffix(n.Text, ",type:comment]") {
+		return "", false
+	}
+	var ev encryptedValue
+	if err := ev.parse(n.Text, &w.scratch); err != nil || ev.typ != "comment" {
+		return "", false
+	}
+	plain, err := w.cipher.open(&ev, strings.Join(path, ":")+":")
+	if err != nil {
+		return "", false
+	}
+	return string(plain), true
 }

@@ -61,7 +61,7 @@ func decryptedValue(typ string, plain []byte, format string) (*structured.Node, 
 }
 
 // cleartextValue is decryptedValue for a value sops left unencrypted: the value as the file's
-// store decoded it (YAML through yaml.v3, JSON numbers as int or float64, else a string).
+// store decoded it (YAML through yaml.v3, JSON numbers as float64, else a string).
 func cleartextValue(n *structured.Node, sourceFormat, format string) (*structured.Node, []byte, error) {
 	switch sourceFormat {
 	case manifest.FormatYAML:
@@ -91,10 +91,8 @@ func cleartextValue(n *structured.Node, sourceFormat, format string) (*structure
 	case manifest.FormatJSON:
 		switch n.Kind {
 		case structured.Int, structured.Float:
-			if i, err := strconv.ParseInt(n.Text, 10, 64); err == nil {
-				s := strconv.FormatInt(i, 10)
-				return &structured.Node{Kind: structured.Int, Text: s}, []byte(s), nil
-			}
+			// sops' JSON store reads every number as a float64 (so -0 stays -0 and 2^53+1
+			// rounds), and the output store writes it back as one.
 			f, err := strconv.ParseFloat(n.Text, 64)
 			if err != nil {
 				return nil, nil, errors.New("cleartext number is out of range")

@@ -37,12 +37,12 @@ func parseDotenv(data []byte) (*Node, error) {
 			return nil, fmt.Errorf("line %d: empty variable name", i+1)
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("line %d: variable %q is defined twice", i+1, name)
+			return nil, fmt.Errorf("line %d: the variable is defined twice", i+1)
 		}
 		seen[name] = true
 		value, err := dotenvValue(line[eq+1:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d (%s): %w", i+1, name, err)
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
 		root.Entries = append(root.Entries, Entry{Key: name, Value: &Node{Kind: String, Text: value}})
 	}
@@ -99,7 +99,13 @@ func unescapeDoubleQuoted(s string) (string, error) {
 // emitDotenv writes one NAME=value line per variable, newlines as "\n", the way sops does.
 func emitDotenv(root *Node) ([]byte, error) {
 	var buf bytes.Buffer
-	for _, e := range root.Entries {
+	comments := func(i int) {
+		for _, c := range root.CommentsBefore(i) {
+			buf.WriteString("#" + c + "\n")
+		}
+	}
+	for i, e := range root.Entries {
+		comments(i)
 		if !e.Value.IsScalar() {
 			return nil, fmt.Errorf("variable %q holds a %s, which dotenv cannot express", e.Key, e.Value.Kind)
 		}
@@ -108,5 +114,6 @@ func emitDotenv(root *Node) ([]byte, error) {
 		buf.WriteString(strings.ReplaceAll(string(scalarBytes(e.Value)), "\n", `\n`))
 		buf.WriteByte('\n')
 	}
+	comments(len(root.Entries))
 	return buf.Bytes(), nil
 }

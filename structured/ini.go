@@ -23,21 +23,39 @@ const iniKeyDelimiters = "=:"
 //     '...', "...", `...` or """...""" (the last two may span lines), and a trailing
 //     backslash continues a value on the next line.
 //   - A section header may repeat: each occurrence is its own section, as with ini.v1's
-//     non-unique sections (lookups try them in order).
+//     non-unique sections (a key found in more than one is ambiguous and refused).
 //
-// A key defined twice within one section is an error.
-func parseINI(data []byte) (*Node, error) {
+// A key defined twice within one section is an error. With keepComments, the comments ini.v1
+// keeps are kept as Comments: a section's (the lines before its header and a comment after it)
+// on the root, before the section's entry, and a key's (the lines before it and a comment after
+// its value) on its section, before the key, each as one text as ini.v1 holds it.
+func parseINI(data []byte, keepComments bool) (*Node, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	lines := strings.SplitAfter(string(data), "\n")
 	section := &Node{Kind: Map}
 	root := &Node{Kind: Map, Entries: []Entry{{Key: DefaultSection, Value: section}}}
 	seen := map[string]bool{}
-	sectionName := DefaultSection
 	autoIncrement := 1
+	var comment strings.Builder
+	takeComment := func(n *Node, i, size int) {
+		c := strings.TrimSpace(comment.String())
+		comment.Reset()
+		if !keepComments || c == "" {
+			return
+		}
+		for len(n.Comments) <= size {
+			n.Comments = append(n.Comments, nil)
+		}
+		n.Comments[i] = []string{c}
+	}
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
 		line := strings.TrimLeftFunc(lines[i], unicode.IsSpace)
-		if line == "" || line[0] == '#' || line[0] == ';' {
+		if line == "" {
+			continue
+		}
+		if line[0] == '#' || line[0] == ';' {
+			comment.WriteString(line)
 			continue
 		}
 		if line[0] == '[' {
@@ -45,10 +63,14 @@ func parseINI(data []byte) (*Node, error) {
 			if end < 0 {
 				return nil, fmt.Errorf("line %d: unclosed section header", lineNo)
 			}
-			sectionName = line[1:end]
+			sectionName := line[1:end]
 			if sectionName == "" {
 				return nil, fmt.Errorf("line %d: empty section name", lineNo)
 			}
+			if c := strings.IndexAny(line[end+1:], "#;"); c >= 0 {
+				comment.WriteString(line[end+1+c:])
+			}
+			takeComment(root, len(root.Entries), len(root.Entries))
 			section = &Node{Kind: Map}
 			root.Entries = append(root.Entries, Entry{Key: sectionName, Value: section})
 			seen = map[string]bool{}
@@ -59,19 +81,21 @@ func parseINI(data []byte) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", lineNo, err)
 		}
-		value, consumed, err := readINIValue(line[offset:], lines[i+1:])
+		value, inline, consumed, err := readINIValue(line[offset:], lines[i+1:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d (key %q): %w", lineNo, name, err)
+			return nil, fmt.Errorf("line %d: %w", lineNo, err)
 		}
+		comment.WriteString(inline)
 		i += consumed
 		if name == "-" {
 			name = "#" + strconv.Itoa(autoIncrement)
 			autoIncrement++
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("line %d: key %q is defined twice in section %q", lineNo, name, sectionName)
+			return nil, fmt.Errorf("line %d: the key is defined twice in its section", lineNo)
 		}
 		seen[name] = true
+		takeComment(section, len(section.Entries), len(section.Entries))
 		section.Entries = append(section.Entries, Entry{Key: name, Value: &Node{Kind: String, Text: value}})
 	}
 	return root, nil
@@ -112,11 +136,12 @@ func readINIKey(line string) (string, int, error) {
 }
 
 // readINIValue reads a value starting on the current line; following lines are consulted for
-// multi-line quotes and continuations. It returns how many following lines it used.
-func readINIValue(in string, following []string) (string, int, error) {
+// multi-line quotes and continuations. It returns the value, the comment after it, and how
+// many following lines it used.
+func readINIValue(in string, following []string) (value, comment string, used int, err error) {
 	line := strings.TrimLeftFunc(in, unicode.IsSpace)
 	if line == "" {
-		return "", 0, nil
+		return "", "", 0, nil
 	}
 	var quote string
 	switch {
@@ -128,22 +153,21 @@ func readINIValue(in string, following []string) (string, int, error) {
 	if quote != "" {
 		start := len(quote)
 		if pos := strings.LastIndex(line[start:], quote); pos >= 0 {
-			return line[start : start+pos], 0, nil
+			return line[start : start+pos], "", 0, nil
 		}
 		value := line[start:]
 		for used, next := range following {
 			if pos := strings.LastIndex(next, quote); pos >= 0 {
-				return value + next[:pos], used + 1, nil
+				return value + next[:pos], "", used + 1, nil
 			}
 			value += next
 		}
-		return "", 0, fmt.Errorf("missing closing %s", quote)
+		return "", "", 0, fmt.Errorf("missing closing %s", quote)
 	}
 
 	line = strings.TrimSpace(line)
 	if strings.HasSuffix(line, `\`) {
 		value := line[:len(line)-1]
-		used := 0
 		for _, next := range following {
 			used++
 			next = strings.TrimSpace(next)
@@ -156,15 +180,15 @@ func readINIValue(in string, following []string) (string, int, error) {
 			}
 			value = value[:len(value)-1]
 		}
-		return value, used, nil
+		return value, "", used, nil
 	}
 	if i := inlineCommentStart(line); i >= 0 {
-		line = strings.TrimSpace(line[:i])
+		line, comment = strings.TrimSpace(line[:i]), line[i+1:]
 	}
 	if surroundedBy(line, '\'') || surroundedBy(line, '"') {
 		line = line[1 : len(line)-1]
 	}
-	return line, 0, nil
+	return line, comment, 0, nil
 }
 
 // inlineCommentStart finds a "#" or ";" preceded by whitespace.
@@ -183,26 +207,36 @@ func surroundedBy(s string, quote byte) bool {
 		strings.IndexByte(s[1:], quote) == len(s)-2
 }
 
-// lookupINI finds "key" (outside any section, or a whole section) or "section/key".
+// lookupINI finds "key" (outside any section, or a whole section) or "section/key". A key that
+// can be read more than one way (a repeated section, a "/" in a section or key name) is refused.
 func lookupINI(root *Node, key string) (*Node, error) {
+	var found []*Node
 	if !strings.Contains(key, "/") {
-		if n := iniKey(root, DefaultSection, key); n != nil {
-			return n, nil
-		}
+		found = iniKeys(root, DefaultSection, key, found)
 		for _, s := range root.Entries {
 			if s.Key == key {
-				return s.Value, nil
+				found = append(found, s.Value)
 			}
 		}
-		return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no key %q outside a section and no section %q", key, key)}
+		switch len(found) {
+		case 0:
+			return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no key %q outside a section and no section %q", key, key)}
+		case 1:
+			return found[0], nil
+		}
+		return nil, ambiguous(key)
 	}
 	for i := 0; i < len(key); i++ {
-		if key[i] != '/' {
-			continue
+		if key[i] == '/' {
+			found = iniKeys(root, key[:i], key[i+1:], found)
 		}
-		if n := iniKey(root, key[:i], key[i+1:]); n != nil {
-			return n, nil
-		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+	default:
+		return nil, ambiguous(key)
 	}
 	section, name, _ := strings.Cut(key, "/")
 	for _, s := range root.Entries {
@@ -213,29 +247,31 @@ func lookupINI(root *Node, key string) (*Node, error) {
 	return nil, &KeyError{Key: key, Reason: fmt.Sprintf("no section %q", section)}
 }
 
-func iniKey(root *Node, section, name string) *Node {
+// iniKeys appends every value of key name in the sections called section.
+func iniKeys(root *Node, section, name string, found []*Node) []*Node {
 	for _, s := range root.Entries {
 		if s.Key != section || s.Value.Kind != Map {
 			continue
 		}
 		for _, e := range s.Value.Entries {
 			if e.Key == name {
-				return e.Value
+				found = append(found, e.Value)
 			}
 		}
 	}
-	return nil
+	return found
 }
 
 // emitINI writes sections the way ini.v1 (and so sops) does: keys aligned on " = ", a blank
 // line between sections, the default section without a header (and not at all when empty),
 // and values quoted when they would not read back otherwise.
-func emitINI(sections []Entry) ([]byte, error) {
+func emitINI(sections []Entry, comments func(i int) []string) ([]byte, error) {
 	var buf bytes.Buffer
 	for i, s := range sections {
 		if s.Value.Kind != Map {
 			return nil, fmt.Errorf("INI section %q holds a %s, not keys", s.Key, s.Value.Kind)
 		}
+		writeINIComment(&buf, comments(i), false)
 		if i == 0 && strings.ToUpper(s.Key) == DefaultSection {
 			if len(s.Value.Entries) == 0 {
 				continue
@@ -253,6 +289,7 @@ func emitINI(sections []Entry) ([]byte, error) {
 			align = max(align, len(names[j]))
 		}
 		for j, e := range s.Value.Entries {
+			writeINIComment(&buf, s.Value.CommentsBefore(j), true)
 			buf.WriteString(names[j])
 			buf.WriteString(strings.Repeat(" ", align-len(names[j])))
 			buf.WriteString(" = ")
@@ -264,6 +301,25 @@ func emitINI(sections []Entry) ([]byte, error) {
 		}
 	}
 	return buf.Bytes(), nil
+}
+
+// writeINIComment writes a section's or key's comment lines as ini.v1 does: "; " before a line
+// that starts with neither "#" nor ";", one space after the character of one that does.
+func writeINIComment(buf *bytes.Buffer, comments []string, trim bool) {
+	if len(comments) == 0 {
+		return
+	}
+	for _, line := range strings.Split(strings.Join(comments, "\n"), "\n") {
+		switch {
+		case line != "" && (line[0] == '#' || line[0] == ';'):
+			line = line[:1] + " " + strings.TrimSpace(line[1:])
+		case trim:
+			line = "; " + strings.TrimSpace(line)
+		default:
+			line = "; " + line
+		}
+		buf.WriteString(line + "\n")
+	}
 }
 
 func quoteINIKey(k string) string {

@@ -20,7 +20,7 @@ func parseJSON(data []byte) (*Node, error) {
 	// Numbers keep their literal text: a float64 round trip would change large integers and
 	// the spelling of decimals.
 	dec.UseNumber()
-	root, err := readJSONValue(dec, data, nil, 0)
+	root, err := readJSONValue(dec, data, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -41,6 +41,11 @@ func jsonError(dec *json.Decoder, data []byte, err error) error {
 	if errors.As(err, &syntax) {
 		offset = syntax.Offset
 	}
+	return fmt.Errorf("malformed JSON at %s", jsonPosition(data, offset))
+}
+
+// jsonPosition gives the line and column of byte offset in data.
+func jsonPosition(data []byte, offset int64) string {
 	line, col := 1, 1
 	for i := int64(0); i < offset && i < int64(len(data)); i++ {
 		if data[i] == '\n' {
@@ -49,7 +54,7 @@ func jsonError(dec *json.Decoder, data []byte, err error) error {
 			col++
 		}
 	}
-	return fmt.Errorf("malformed JSON at line %d, column %d", line, col)
+	return fmt.Sprintf("line %d, column %d", line, col)
 }
 
 // readJSONToken reads the next token of dec, describing errors without quoting the input.
@@ -61,7 +66,7 @@ func readJSONToken(dec *json.Decoder, data []byte) (json.Token, error) {
 	return t, nil
 }
 
-func readJSONValue(dec *json.Decoder, data []byte, path []string, depth int) (*Node, error) {
+func readJSONValue(dec *json.Decoder, data []byte, depth int) (*Node, error) {
 	if depth > maxJSONDepth {
 		return nil, fmt.Errorf("JSON nested more than %d levels deep", maxJSONDepth)
 	}
@@ -85,10 +90,10 @@ func readJSONValue(dec *json.Decoder, data []byte, path []string, depth int) (*N
 					return nil, jsonError(dec, data, errors.New("object key is not a string"))
 				}
 				if seen[key] {
-					return nil, fmt.Errorf("duplicate key %q under %s", key, describePath(path))
+					return nil, fmt.Errorf("duplicate key at %s", jsonPosition(data, dec.InputOffset()))
 				}
 				seen[key] = true
-				child, err := readJSONValue(dec, data, append(path[:len(path):len(path)], key), depth+1)
+				child, err := readJSONValue(dec, data, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -101,7 +106,7 @@ func readJSONValue(dec *json.Decoder, data []byte, path []string, depth int) (*N
 		case '[':
 			l := &Node{Kind: List, Items: []*Node{}}
 			for dec.More() {
-				child, err := readJSONValue(dec, data, path, depth+1)
+				child, err := readJSONValue(dec, data, depth+1)
 				if err != nil {
 					return nil, err
 				}

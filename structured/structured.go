@@ -6,11 +6,13 @@
 // it is a variable name, for INI "section/key" or just "key" for a key outside any section. The
 // empty key selects the whole document.
 //
-// A string comes back exactly as stored (no newline added), a number or boolean as its text
-// ("42", "true"), null as nothing, and a map or list re-serialised in the document's own format
-// the way `sops --decrypt --extract` prints it, so secrets read the same as with sops-nix: YAML
-// with 4-space indentation; JSON tab-indented, a map ending with a newline. A whole document is
-// re-serialised too; comments are not kept.
+// A string comes back exactly as stored (no newline added), a number, boolean or null as sops
+// spells it ("42", "true", "null"; sops' YAML store adds a newline, which is left out here so
+// that a number reads the same in a template as in its own file), and a map or list
+// re-serialised in the document's own format the way `sops --decrypt --extract` prints it, so
+// secrets read the same as with sops-nix: YAML with 4-space indentation; JSON tab-indented, a map
+// ending with a newline. A whole document is re-serialised too, with the comments a sops file
+// keeps (Node.Comments) where `sops --decrypt` prints them.
 //
 // Error messages name keys and types but never values, because values are secrets.
 package structured
@@ -69,16 +71,33 @@ type Node struct {
 	// the tag follows from Kind; it only matters when the node is written as YAML.
 	Tag string
 	// Entries are a map's key/value pairs in document order. Keys are unique in parsed
-	// documents; where a tree carries a key twice, lookups try each in order.
+	// documents; where a tree carries a key twice, a lookup through it is ambiguous and refused.
 	Entries []Entry
 	// Items are a list's elements.
 	Items []*Node
+	// Comments holds, for a map or list read from a sops file, the comment lines (without their
+	// "#") before each entry or item, and at index len those after the last: sops keeps them and
+	// `sops --decrypt` prints them, so a document written whole keeps them too. Nil when none.
+	Comments [][]string
 }
 
 // Entry is one key of a map.
 type Entry struct {
 	Key   string
 	Value *Node
+	// Merge marks a YAML merge key ("<<: *base") that a sops file keeps as a key: lookups see
+	// the keys of the map (or maps) it holds, explicit keys winning, and it is written back as
+	// sops writes it, "!!merge <<", so that it still means a merge.
+	Merge bool
+}
+
+// CommentsBefore returns the comment lines before entry or item i of n (i = length: after the
+// last one).
+func (n *Node) CommentsBefore(i int) []string {
+	if i < len(n.Comments) {
+		return n.Comments[i]
+	}
+	return nil
 }
 
 // IsScalar reports whether n is neither a map nor a list.
@@ -94,7 +113,25 @@ type Document struct {
 	// fetching every key of a document is linear, not quadratic.
 	indexMu sync.Mutex
 	index   map[*Node]map[string][]int
+	// unbound lists what the document's source did not authenticate.
+	unbound Unbound
 }
+
+// Unbound describes what the source of a document leaves unauthenticated, so that lookups refuse
+// a value that someone able to edit the source, but holding no key, could have moved there
+// (sops binds an encrypted value to its key path, but neither list positions nor the keys of
+// cleartext values).
+type Unbound struct {
+	// ListPositions makes every lookup through a list index an error.
+	ListPositions bool
+	// Values maps nodes whose content or place is not authenticated to the reason; a lookup
+	// that returns one, or a map or list holding one, is an error.
+	Values map[*Node]string
+}
+
+// SetUnbound records what the document's source leaves unauthenticated. Call it before the
+// document is shared.
+func (d *Document) SetUnbound(u Unbound) { d.unbound = u }
 
 // entriesNamed returns the indices of n's entries whose key is k, in document order.
 func (d *Document) entriesNamed(n *Node, k string) []int {
@@ -164,7 +201,7 @@ func Parse(format string, data []byte) (*Document, error) {
 		roots = []*Node{root}
 	case manifest.FormatINI:
 		var root *Node
-		root, err = parseINI(data)
+		root, err = parseINI(data, false)
 		roots = []*Node{root}
 	default:
 		return nil, fmt.Errorf("unknown document format %q", format)
@@ -173,6 +210,16 @@ func Parse(format string, data []byte) (*Document, error) {
 		return nil, fmt.Errorf("parsing %s: %w", format, err)
 	}
 	return &Document{format: format, roots: roots}, nil
+}
+
+// ParseINIWithComments parses INI as Parse does and keeps its comments as ini.v1 holds them
+// (see Node.Comments), for sops, which writes them back.
+func ParseINIWithComments(data []byte) (*Document, error) {
+	root, err := parseINI(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", manifest.FormatINI, err)
+	}
+	return &Document{format: manifest.FormatINI, roots: []*Node{root}}, nil
 }
 
 // NewDocument wraps trees built elsewhere (for example decrypted from an encrypted file) as a
@@ -206,6 +253,18 @@ func NewDocument(format string, roots ...*Node) (*Document, error) {
 	return &Document{format: format, roots: roots}, nil
 }
 
+// Reformatted returns a document of format over the same trees, for a document that reads as
+// another format too (JSON is YAML). Everything else the document knows about its trees
+// carries over.
+func (d *Document) Reformatted(format string) (*Document, error) {
+	out, err := NewDocument(format, d.roots...)
+	if err != nil {
+		return nil, err
+	}
+	out.unbound = d.unbound
+	return out, nil
+}
+
 // Format returns the document's format.
 func (d *Document) Format() string { return d.format }
 
@@ -216,10 +275,18 @@ func (d *Document) Roots() []*Node { return d.roots }
 // own format. See the package documentation for the key syntax and how values are rendered.
 func (d *Document) Value(key string) ([]byte, error) {
 	if key == "" {
+		for _, root := range d.roots {
+			if err := d.checkBound(key, root); err != nil {
+				return nil, err
+			}
+		}
 		return d.serialiseWhole()
 	}
 	n, err := d.lookup(key)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.checkBound(key, n); err != nil {
 		return nil, err
 	}
 	if n.IsScalar() {
@@ -238,14 +305,53 @@ func (d *Document) Has(key string) error {
 	if key == "" {
 		return nil
 	}
-	_, err := d.lookup(key)
-	return err
+	n, err := d.lookup(key)
+	if err != nil {
+		return err
+	}
+	return d.checkBound(key, n)
 }
 
-// scalarBytes renders a scalar: its text, or nothing for null.
+// UnboundError reports a lookup refused because its value is not authenticated by the
+// document's source.
+type UnboundError struct {
+	Key    string
+	Reason string
+}
+
+func (e *UnboundError) Error() string {
+	what := fmt.Sprintf("key %q", e.Key)
+	if e.Key == "" {
+		what = "the whole document"
+	}
+	return fmt.Sprintf("%s cannot be used: %s", what, e.Reason)
+}
+
+// checkBound refuses n if it is, or holds, a value its source did not authenticate.
+func (d *Document) checkBound(key string, n *Node) error {
+	if len(d.unbound.Values) == 0 {
+		return nil
+	}
+	if reason, ok := d.unbound.Values[n]; ok {
+		return &UnboundError{Key: key, Reason: reason}
+	}
+	for _, e := range n.Entries {
+		if err := d.checkBound(key, e.Value); err != nil {
+			return err
+		}
+	}
+	for _, item := range n.Items {
+		if err := d.checkBound(key, item); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scalarBytes renders a scalar: its text; null (written null, ~ or not at all) as sops prints it.
 func scalarBytes(n *Node) []byte {
 	if n.Kind == Null {
-		return []byte{}
+		return []byte("null")
 	}
 	return []byte(n.Text)
 }
@@ -256,46 +362,109 @@ func (d *Document) lookup(key string) (*Node, error) {
 	case manifest.FormatBinary:
 		return nil, &KeyError{Key: key, Reason: "a binary document is a single value and has no keys"}
 	case manifest.FormatDotenv:
+		var found []*Node
 		for _, e := range root.Entries {
 			if e.Key == key {
-				return e.Value, nil
+				found = append(found, e.Value)
 			}
 		}
-		return nil, &KeyError{Key: key, Reason: "no such variable"}
+		switch len(found) {
+		case 0:
+			return nil, &KeyError{Key: key, Reason: "no such variable"}
+		case 1:
+			return found[0], nil
+		}
+		return nil, ambiguous(key)
 	case manifest.FormatINI:
 		return lookupINI(root, key)
 	}
 	return d.lookupPath(root, key)
 }
 
-// lookupPath resolves a "/"-separated path. A map key may itself contain "/": where segments
-// could be read either way, the shortest key that leads to a value wins.
-func (d *Document) lookupPath(root *Node, key string) (*Node, error) {
-	segments := strings.Split(key, "/")
-	if n := d.resolve(root, segments); n != nil {
-		return n, nil
-	}
-	return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
+// ErrAmbiguousKey is matched (with errors.Is) by the error of a key path that names more than
+// one value.
+var ErrAmbiguousKey = errors.New("key names more than one value")
+
+// ErrListIndex is matched (with errors.Is) by the error of a lookup through a list index in a
+// document whose list positions are not authenticated.
+var ErrListIndex = errors.New("list positions are not authenticated")
+
+func ambiguous(key string) error {
+	return fmt.Errorf("key %q names more than one value (a key given twice, or a key containing \"/\" that also reads as a path): %w", key, ErrAmbiguousKey)
 }
 
-// resolve walks segments from n and returns the node reached, or nil.
-func (d *Document) resolve(n *Node, segments []string) *Node {
+// lookupPath resolves a "/"-separated path. A map key may itself contain "/"; a path that can
+// be read more than one way is refused rather than resolved by a preference an editor of the
+// document could exploit.
+func (d *Document) lookupPath(root *Node, key string) (*Node, error) {
+	segments := strings.Split(key, "/")
+	var found []*Node
+	if err := d.resolve(root, key, segments, &found); err != nil {
+		return nil, err
+	}
+	switch len(found) {
+	case 0:
+		return nil, &KeyError{Key: key, Reason: explainMiss(root, segments)}
+	case 1:
+		return found[0], nil
+	}
+	return nil, ambiguous(key)
+}
+
+// resolve walks segments from n and appends every node reached to found, stopping at two.
+func (d *Document) resolve(n *Node, key string, segments []string, found *[]*Node) error {
 	if len(segments) == 0 {
-		return n
+		*found = append(*found, n)
+		return nil
 	}
 	switch n.Kind {
 	case Map:
-		for take := 1; take <= len(segments); take++ {
+		explicit := false
+		for take := 1; take <= len(segments) && len(*found) < 2; take++ {
 			k := strings.Join(segments[:take], "/")
 			for _, i := range d.entriesNamed(n, k) {
-				if found := d.resolve(n.Entries[i].Value, segments[take:]); found != nil {
-					return found
+				if n.Entries[i].Merge {
+					continue
+				}
+				explicit = true
+				if err := d.resolve(n.Entries[i].Value, key, segments[take:], found); err != nil {
+					return err
 				}
 			}
 		}
+		if !explicit {
+			return d.resolveMerged(n, key, segments, found)
+		}
 	case List:
 		if i, ok := listIndex(segments[0], len(n.Items)); ok {
-			return d.resolve(n.Items[i], segments[1:])
+			if d.unbound.ListPositions {
+				return fmt.Errorf("key %q selects a list item by its index, which this file does not authenticate (an edit could shift the items); give the value a map key: %w", key, ErrListIndex)
+			}
+			return d.resolve(n.Items[i], key, segments[1:], found)
+		}
+	}
+	return nil
+}
+
+// resolveMerged looks segments up in the maps that n's merge keys bring in, earlier ones first,
+// as YAML merges them: n's own keys were tried already and win.
+func (d *Document) resolveMerged(n *Node, key string, segments []string, found *[]*Node) error {
+	for _, e := range n.Entries {
+		if !e.Merge {
+			continue
+		}
+		sources := []*Node{e.Value}
+		if e.Value.Kind == List {
+			sources = e.Value.Items
+		}
+		for _, src := range sources {
+			if src.Kind != Map {
+				continue
+			}
+			before := len(*found)
+			if err := d.resolve(src, key, segments, found); err != nil || len(*found) > before {
+				return err
+			}
 		}
 	}
 	return nil
@@ -366,7 +535,7 @@ func (d *Document) serialiseWhole() ([]byte, error) {
 	case manifest.FormatDotenv:
 		return emitDotenv(d.roots[0])
 	case manifest.FormatINI:
-		return emitINI(d.roots[0].Entries)
+		return emitINI(d.roots[0].Entries, d.roots[0].CommentsBefore)
 	}
 	return nil, fmt.Errorf("unknown document format %q", d.format)
 }
@@ -386,7 +555,7 @@ func (d *Document) serialiseNode(n *Node, key string) ([]byte, error) {
 		return out, err
 	case manifest.FormatINI:
 		// Only a section is a map in an INI document.
-		return emitINI([]Entry{{Key: key, Value: n}})
+		return emitINI([]Entry{{Key: key, Value: n}}, func(int) []string { return nil })
 	}
 	return nil, fmt.Errorf("a %s in a %s document cannot be rendered", n.Kind, d.format)
 }

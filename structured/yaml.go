@@ -75,9 +75,9 @@ func parseYAML(data []byte) ([]*Node, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, yamlSyntaxError(err)
 		}
-		root, size, err := c.convert(&doc, nil)
+		root, size, err := c.convert(&doc)
 		if err != nil {
 			return nil, err
 		}
@@ -95,53 +95,75 @@ func parseYAML(data []byte) ([]*Node, error) {
 
 var errTooLarge = fmt.Errorf("document expands to more than %d values", maxExpandedNodes)
 
-func describePath(path []string) string {
-	if len(path) == 0 {
-		return "the document root"
-	}
-	return fmt.Sprintf("%q", strings.Join(path, "/"))
+// at names where n is written: errors give positions, never keys, which may be secret.
+func at(n *yaml.Node) string {
+	return fmt.Sprintf("line %d, column %d", n.Line, n.Column)
 }
 
-func (c *yamlConverter) convert(n *yaml.Node, path []string) (*Node, int, error) {
+// yamlSyntaxError keeps a yaml.v3 error's line and its message if the message quotes nothing
+// from the input (some quote an anchor name or a scalar).
+func yamlSyntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := ""
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			line, msg = n, after
+		}
+	}
+	if strings.ContainsAny(msg, "'\"`\n") {
+		msg = ""
+	}
+	switch {
+	case line != "" && msg != "":
+		return fmt.Errorf("malformed YAML at line %s: %s", line, msg)
+	case line != "":
+		return fmt.Errorf("malformed YAML at line %s", line)
+	case msg != "":
+		return fmt.Errorf("malformed YAML: %s", msg)
+	}
+	return errors.New("malformed YAML")
+}
+
+func (c *yamlConverter) convert(n *yaml.Node) (*Node, int, error) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return &Node{Kind: Null, Tag: TagNull}, 1, nil
 		}
-		return c.convert(n.Content[0], path)
+		return c.convert(n.Content[0])
 	case yaml.AliasNode:
 		if n.Alias == nil {
-			return nil, 0, fmt.Errorf("alias at %s has no anchor", describePath(path))
+			return nil, 0, fmt.Errorf("alias at %s has no anchor", at(n))
 		}
-		return c.convertShared(n.Alias, path)
+		return c.convertShared(n.Alias)
 	case yaml.ScalarNode:
 		tag := n.ShortTag()
 		return &Node{Kind: KindOfTag(tag), Tag: tag, Text: n.Value}, 1, nil
 	case yaml.SequenceNode, yaml.MappingNode:
 		if n.Anchor != "" {
-			return c.convertShared(n, path)
+			return c.convertShared(n)
 		}
-		return c.convertCollection(n, path)
+		return c.convertCollection(n)
 	}
-	return nil, 0, fmt.Errorf("unsupported YAML node at %s", describePath(path))
+	return nil, 0, fmt.Errorf("unsupported YAML node at %s", at(n))
 }
 
 // convertShared converts an anchored node once, however many aliases refer to it.
-func (c *yamlConverter) convertShared(target *yaml.Node, path []string) (*Node, int, error) {
+func (c *yamlConverter) convertShared(target *yaml.Node) (*Node, int, error) {
 	if prev, ok := c.done[target]; ok {
 		return prev.node, prev.size, nil
 	}
 	if c.inProgress[target] {
-		return nil, 0, fmt.Errorf("alias at %s refers to a value that contains it", describePath(path))
+		return nil, 0, fmt.Errorf("an alias refers to a value that contains it (the anchor at %s)", at(target))
 	}
 	c.inProgress[target] = true
 	var node *Node
 	var size int
 	var err error
 	if target.Kind == yaml.SequenceNode || target.Kind == yaml.MappingNode {
-		node, size, err = c.convertCollection(target, path)
+		node, size, err = c.convertCollection(target)
 	} else {
-		node, size, err = c.convert(target, path)
+		node, size, err = c.convert(target)
 	}
 	delete(c.inProgress, target)
 	if err != nil {
@@ -151,14 +173,14 @@ func (c *yamlConverter) convertShared(target *yaml.Node, path []string) (*Node, 
 	return node, size, nil
 }
 
-func (c *yamlConverter) convertCollection(n *yaml.Node, path []string) (*Node, int, error) {
+func (c *yamlConverter) convertCollection(n *yaml.Node) (*Node, int, error) {
 	if n.Kind == yaml.MappingNode {
-		return c.convertMapping(n, path)
+		return c.convertMapping(n)
 	}
 	list := &Node{Kind: List, Items: make([]*Node, 0, len(n.Content))}
 	size := 1
 	for _, item := range n.Content {
-		child, childSize, err := c.convert(item, path)
+		child, childSize, err := c.convert(item)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -173,25 +195,25 @@ func (c *yamlConverter) convertCollection(n *yaml.Node, path []string) (*Node, i
 }
 
 // yamlKey returns the text of a mapping key, which must be a scalar.
-func yamlKey(k *yaml.Node, path []string) (string, bool, error) {
+func yamlKey(k *yaml.Node) (string, bool, error) {
 	for k.Kind == yaml.AliasNode && k.Alias != nil {
 		k = k.Alias
 	}
 	if k.Kind != yaml.ScalarNode {
-		return "", false, fmt.Errorf("a key under %s is a map or list; only scalar keys are supported", describePath(path))
+		return "", false, fmt.Errorf("the key at %s is a map or list; only scalar keys are supported", at(k))
 	}
 	return k.Value, k.ShortTag() == tagMerge, nil
 }
 
 // convertMapping converts a mapping, resolving merge keys ("<<: *anchor"): keys written in the
 // mapping win over merged ones, and earlier merge sources win over later ones.
-func (c *yamlConverter) convertMapping(n *yaml.Node, path []string) (*Node, int, error) {
+func (c *yamlConverter) convertMapping(n *yaml.Node) (*Node, int, error) {
 	if len(n.Content)%2 != 0 {
-		return nil, 0, fmt.Errorf("malformed mapping at %s", describePath(path))
+		return nil, 0, fmt.Errorf("malformed mapping at %s", at(n))
 	}
 	explicit := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i < len(n.Content); i += 2 {
-		key, merge, err := yamlKey(n.Content[i], path)
+		key, merge, err := yamlKey(n.Content[i])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -199,7 +221,7 @@ func (c *yamlConverter) convertMapping(n *yaml.Node, path []string) (*Node, int,
 			continue
 		}
 		if explicit[key] {
-			return nil, 0, fmt.Errorf("duplicate key %q under %s", key, describePath(path))
+			return nil, 0, fmt.Errorf("duplicate key at %s", at(n.Content[i]))
 		}
 		explicit[key] = true
 	}
@@ -207,9 +229,9 @@ func (c *yamlConverter) convertMapping(n *yaml.Node, path []string) (*Node, int,
 	size := 1
 	merged := map[string]bool{}
 	for i := 0; i < len(n.Content); i += 2 {
-		key, merge, _ := yamlKey(n.Content[i], path)
+		key, merge, _ := yamlKey(n.Content[i])
 		if merge {
-			sources, err := c.mergeSources(n.Content[i+1], path)
+			sources, err := c.mergeSources(n.Content[i+1])
 			if err != nil {
 				return nil, 0, err
 			}
@@ -228,7 +250,7 @@ func (c *yamlConverter) convertMapping(n *yaml.Node, path []string) (*Node, int,
 			}
 			continue
 		}
-		child, childSize, err := c.convert(n.Content[i+1], append(path[:len(path):len(path)], key))
+		child, childSize, err := c.convert(n.Content[i+1])
 		if err != nil {
 			return nil, 0, err
 		}
@@ -249,7 +271,7 @@ func (c *yamlConverter) sizeOf(n *Node) int {
 	return 1
 }
 
-func (c *yamlConverter) mergeSources(v *yaml.Node, path []string) ([]*Node, error) {
+func (c *yamlConverter) mergeSources(v *yaml.Node) ([]*Node, error) {
 	var candidates []*yaml.Node
 	if v.Kind == yaml.SequenceNode {
 		candidates = v.Content
@@ -258,12 +280,12 @@ func (c *yamlConverter) mergeSources(v *yaml.Node, path []string) ([]*Node, erro
 	}
 	var sources []*Node
 	for _, cand := range candidates {
-		node, _, err := c.convert(cand, path)
+		node, _, err := c.convert(cand)
 		if err != nil {
 			return nil, err
 		}
 		if node.Kind != Map {
-			return nil, fmt.Errorf("merge key under %s must refer to a map", describePath(path))
+			return nil, fmt.Errorf("the merge key value at %s must refer to a map", at(cand))
 		}
 		sources = append(sources, node)
 	}
@@ -275,15 +297,24 @@ func toYAMLNode(n *Node) *yaml.Node {
 	switch n.Kind {
 	case Map:
 		out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		for _, e := range n.Entries {
-			out.Content = append(out.Content, yamlString(e.Key), toYAMLNode(e.Value))
+		for i, e := range n.Entries {
+			key := yamlString(e.Key)
+			if e.Merge {
+				key = &yaml.Node{Kind: yaml.ScalarNode, Tag: tagMerge, Value: e.Key, Style: yaml.TaggedStyle}
+			}
+			placeComments(out, key, i, n.CommentsBefore(i))
+			out.Content = append(out.Content, key, toYAMLNode(e.Value))
 		}
+		placeTrailingComments(out, 2, n.CommentsBefore(len(n.Entries)))
 		return out
 	case List:
 		out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		for _, item := range n.Items {
-			out.Content = append(out.Content, toYAMLNode(item))
+		for i, item := range n.Items {
+			child := toYAMLNode(item)
+			placeComments(out, child, i, n.CommentsBefore(i))
+			out.Content = append(out.Content, child)
 		}
+		placeTrailingComments(out, 1, n.CommentsBefore(len(n.Items)))
 		return out
 	case String:
 		if n.Tag == "" || n.Tag == TagString {
@@ -297,6 +328,36 @@ func toYAMLNode(n *Node) *yaml.Node {
 	// Without a tag the text is written plain and reads back as whatever it resolves to, as
 	// yaml.v3 writes Go numbers and booleans.
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: n.Tag, Value: text}
+}
+
+// placeComments attaches the comments before entry or item i where sops' YAML store puts them,
+// so that they print as `sops --decrypt` prints them: before the first one on the map or list
+// itself, before any other on its key or item.
+func placeComments(container, first *yaml.Node, i int, comments []string) {
+	if len(comments) == 0 {
+		return
+	}
+	if i == 0 {
+		first = container
+	}
+	first.HeadComment = yamlComment(comments)
+}
+
+// placeTrailingComments attaches comments after the last entry or item as the foot comment of
+// its key (stride 2) or item (stride 1), or of the container when it is empty, as sops does.
+func placeTrailingComments(container *yaml.Node, stride int, comments []string) {
+	if len(comments) == 0 {
+		return
+	}
+	if len(container.Content) == 0 {
+		container.HeadComment = yamlComment(comments)
+		return
+	}
+	container.Content[len(container.Content)-stride].FootComment = yamlComment(comments)
+}
+
+func yamlComment(lines []string) string {
+	return "#" + strings.Join(lines, "\n#")
 }
 
 // yamlString builds the node yaml.v3 writes for a Go string (what yaml.Node.Encode gives, at a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
@@ -96,14 +95,9 @@ func ConnectAddress(ctx context.Context, address string) (*Signaller, error) {
 
 // dialBus opens an authenticated bus connection, as go-systemd does for the system bus.
 func dialBus(ctx context.Context, address string) (*dbus.Conn, error) {
-	conn, err := dbus.Dial(address, dbus.WithContext(ctx))
+	conn, err := dialPeer(ctx, address)
 	if err != nil {
 		return nil, err
-	}
-	// EXTERNAL with the numeric uid needs no user database lookup.
-	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("authenticating: %w", err)
 	}
 	if err := conn.Hello(); err != nil {
 		conn.Close()

@@ -43,7 +43,19 @@ const (
 	// OutcomeQueued: the job was accepted but had not finished when the wait ended; systemd
 	// still carries it out.
 	OutcomeQueued = Outcome("queued")
+	// OutcomeNotSignalled: systemd could not be asked at all (its Detail says why).
+	OutcomeNotSignalled = Outcome("not-signalled")
 )
+
+// NotSignalled reports every unit of req, as Signal would list them, as not signalled because
+// of reason.
+func NotSignalled(req Request, reason string) []Result {
+	results := plan(req)
+	for i := range results {
+		results[i].Outcome, results[i].Detail = OutcomeNotSignalled, reason
+	}
+	return results
+}
 
 // Result reports one unit.
 type Result struct {

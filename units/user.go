@@ -52,13 +52,14 @@ func ConnectUser(ctx context.Context, runtimeDir string) (*Signaller, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoSystemd, errors.Join(errs...))
 }
 
-// dialPeer opens a direct connection to a manager's private socket, where there is no bus to
-// greet.
+// dialPeer opens an authenticated connection without greeting a bus: a manager's private
+// socket has no bus to greet.
 func dialPeer(ctx context.Context, address string) (*dbus.Conn, error) {
 	conn, err := dbus.Dial(address, dbus.WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}
+	// EXTERNAL with the numeric uid needs no user database lookup.
 	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("authenticating: %w", err)

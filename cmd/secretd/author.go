@@ -364,9 +364,11 @@ func offerAgain(stdin io.Reader, stderr io.Writer) func(error) bool {
 	}
 	return func(err error) bool {
 		fmt.Fprintf(stderr, "secretd: %v\nPress Enter to edit again, or Ctrl-D to give up the changes: ", err)
-		var line [1]byte
+		// A terminal hands out one line per read; all of it is the answer, none of it is left
+		// for the editor to take as keystrokes.
+		var line [4096]byte
 		n, _ := f.Read(line[:])
-		return n == 1
+		return n > 0
 	}
 }
 

@@ -1,7 +1,9 @@
 // Command secretd activates secrets at boot and on every switch: `secretd activate` decrypts a
 // manifest's secrets into a fresh ramfs generation and swaps it in, `secretd check` verifies a
 // manifest at build time without decrypting, and `secretd status` tells an operator what is live
-// and whether it is healthy.
+// and whether it is healthy. With --user the same commands serve a user's own secrets, in the
+// user's runtime directory. `secretd edit`, `encrypt`, `decrypt`, `rekey` and `recipients`
+// author the encrypted files, to the recipients .sops.yaml or secrets.nix names.
 package main
 
 import (
@@ -33,7 +35,8 @@ commands:
   check    --manifest PATH [--users | --user]
            validate a manifest and its files without decrypting (build time)
   status   [--mount-point DIR] [--json] [--user]
-           show what is live; exit 0 when healthy, 1 otherwise
+           show what is live; exit 0 when healthy, 1 when not, 3 when the
+           recorded state cannot be read (not root, for one)
 
 --user works on the calling user's own secrets, as that user: generations in
 $XDG_RUNTIME_DIR/secretd.d, units of the user's systemd instance.
@@ -51,6 +54,9 @@ const (
 	exitFailed    = 1
 	exitUsage     = 2
 	exitUnhealthy = 1
+	// exitUnreadable: status could not read the recorded state, so it knows nothing of the
+	// health (it is not unhealthy).
+	exitUnreadable = 3
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -117,7 +123,7 @@ func activate(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if *userMode {
 		if who, err = currentUser(); err == nil {
-			m, err = loadUserManifest(*manifestPath, who)
+			m, err = loadUserManifest(*manifestPath, who, log)
 		}
 	} else {
 		m, err = manifest.Load(*manifestPath)
@@ -246,7 +252,10 @@ func status(args []string, stdout, stderr io.Writer) int {
 	} else {
 		st.Print(stdout)
 	}
-	if !st.Healthy {
+	switch {
+	case st.Unreadable:
+		return exitUnreadable
+	case !st.Healthy:
 		return exitUnhealthy
 	}
 	return exitOK

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/secretd/secretd/identity"
 	"github.com/secretd/secretd/manifest"
 	"github.com/secretd/secretd/ramfs"
 )
@@ -52,7 +53,7 @@ func buildUser() manifest.User {
 
 // loadUserManifest loads a user's manifest. An age identity file named by $SOPS_AGE_KEY_FILE,
 // where sops itself looks first, is tried before the manifest's identities.
-func loadUserManifest(path string, u manifest.User) (*manifest.Manifest, error) {
+func loadUserManifest(path string, u manifest.User, log *zap.Logger) (*manifest.Manifest, error) {
 	m, err := manifest.LoadUser(path, u)
 	if err != nil {
 		return nil, err
@@ -60,7 +61,33 @@ func loadUserManifest(path string, u manifest.User) (*manifest.Manifest, error) 
 	if f := os.Getenv(sopsAgeKeyFileEnv); filepath.IsAbs(f) && !slices.Contains(m.Identities, f) {
 		m.Identities = append([]string{f}, m.Identities...)
 	}
+	m.Identities = skipProtectedKeys(m.Identities, log)
 	return m, nil
+}
+
+// skipProtectedKeys leaves out passphrase-protected OpenSSH keys while another identity file
+// exists. A user's ~/.ssh/id_ed25519, among the default identities, usually has a passphrase,
+// which no unit can type; with nothing else to decrypt with, it stays, for its error.
+func skipProtectedKeys(paths []string, log *zap.Logger) []string {
+	var kept, protected []string
+	other := false
+	for _, p := range paths {
+		if identity.PassphraseProtected(p) {
+			protected = append(protected, p)
+			continue
+		}
+		kept = append(kept, p)
+		if _, err := os.Stat(p); err == nil {
+			other = true
+		}
+	}
+	if len(protected) == 0 || !other {
+		return paths
+	}
+	for _, p := range protected {
+		log.Warn("identity is passphrase-protected, skipped", zap.String("identity", p))
+	}
+	return kept
 }
 
 // lockMemory keeps plaintext out of swap; ONFAULT locks pages as they are touched rather than

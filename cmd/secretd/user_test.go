@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -343,5 +344,45 @@ func TestUserModeRefuses(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(h.runtime); len(entries) > 0 {
 		t.Errorf("refused runs left %d entries in the runtime directory", len(entries))
+	}
+}
+
+// TestUserModeSkipsPassphraseProtectedKey: a user's ~/.ssh/id_ed25519, among the default
+// identities, usually has a passphrase that no unit can type. It is skipped with a warning
+// while another identity is usable, and is an error when it is the only one.
+func TestUserModeSkipsPassphraseProtectedKey(t *testing.T) {
+	h := newUserHost(t)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected := h.userFile(".ssh/id_ed25519", string(pem.EncodeToMemory(block)), 0o600)
+	token := h.encrypt("token.age", "via-keys-txt", h.keys)
+	manifest := func(identities ...string) string {
+		return h.writeManifest(map[string]any{
+			"version":    1,
+			"identities": identities,
+			"secrets":    []map[string]any{{"name": "token", "file": token}},
+		})
+	}
+	keysTxt := filepath.Join(h.home, ".config/sops/age/keys.txt")
+
+	_, stderr, code := h.secretd("activate", "--user", "--no-signal", "--manifest", manifest(keysTxt, protected))
+	if code != 0 {
+		t.Fatalf("activate --user with a passphrase-protected ~/.ssh/id_ed25519 beside keys.txt: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "passphrase") || !strings.Contains(stderr, protected) {
+		t.Errorf("the skipped key draws no warning naming it:\n%s", stderr)
+	}
+	assertOwnedFile(t, filepath.Join(h.runtime, "secrets", "token"), 0o400, "via-keys-txt")
+
+	h.env = slices.DeleteFunc(h.env, func(e string) bool { return strings.HasPrefix(e, sopsAgeKeyFileEnv+"=") })
+	_, stderr, code = h.secretd("activate", "--user", "--no-signal", "--manifest", manifest(protected))
+	if code == 0 || !strings.Contains(stderr, "passphrase-protected") {
+		t.Errorf("activate --user with only a passphrase-protected key: exit %d\n%s", code, stderr)
 	}
 }
