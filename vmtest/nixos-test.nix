@@ -217,6 +217,32 @@ pkgs.testers.runNixOSTest {
       # key is read from the store; a real host's key is already on its disk.
       age.identityPaths = [ "${fixtures}/ssh_host_ed25519_key" ];
       age.secrets.bob-password.file = fixture "bob-password";
+
+      # symlink-migration: agenix (symlink = false) left a regular file at the path.
+      users.groups.svcgrp.gid = 1600;
+      users.users.svcuser = {
+        isSystemUser = true;
+        uid = 1500;
+        group = "svcgrp";
+      };
+      age.secrets.app-config = {
+        file = fixture "static-key";
+        path = "/var/lib/app/config";
+        symlink = false;
+        owner = "svcuser";
+        group = "svcgrp";
+        mode = "0440";
+      };
+      system.activationScripts.vmtest-agenix-leftover = {
+        deps = [ "specialfs" ];
+        text = ''
+          if [ ! -e /var/lib/app/config ]; then
+            mkdir -p /var/lib/app
+            echo "written by agenix" >/var/lib/app/config
+            chmod 0400 /var/lib/app/config
+          fi
+        '';
+      };
     };
 
   testScript =
@@ -338,6 +364,13 @@ pkgs.testers.runNixOSTest {
           agenix.succeed("test -L /run/agenix")
           got = agenix.succeed("sha256sum </run/agenix/bob-password | cut -d' ' -f1").strip()
           assert got == expected["bob-password"], "/run/agenix/bob-password is not the secret"
+
+      with subtest("symlink-migration: symlink = false replaces the regular file agenix left at path"):
+          got = agenix.succeed("stat -c '%F %U:%G %a' /var/lib/app/config").strip()
+          assert got == "regular file svcuser:svcgrp 440", f"/var/lib/app/config: {got}"
+          got = agenix.succeed("sha256sum </var/lib/app/config | cut -d' ' -f1").strip()
+          assert got == expected["static-key"], "/var/lib/app/config is not the secret"
+          agenix.succeed("runuser -u svcuser -- cat /var/lib/app/config >/dev/null")
 
       with subtest("status: healthy, then unhealthy naming a file whose mode changed"):
           machine.succeed("secretd status")

@@ -162,12 +162,18 @@ func randomShadowHash(t *testing.T) []byte {
 type output struct {
 	name, label, owner, group, mode string
 	restart, reload                 []string
+	// copyTo is a path that gets a copy of the file (symlink = false), not a symlink.
+	copyTo string
 }
 
 func (o output) secret(files map[string]secretFile) manifest.Secret {
 	s := manifest.Secret{Name: o.name, File: files[o.label].guestPath, Format: manifest.FormatBinary}
 	s.Owner, s.Group, s.Mode = o.owner, o.group, o.mode
 	s.RestartUnits, s.ReloadUnits = o.restart, o.reload
+	if o.copyTo != "" {
+		symlink := false
+		s.Path, s.Symlink = o.copyTo, &symlink
+	}
 	return s
 }
 
@@ -218,6 +224,14 @@ var (
 	agenixForUsers = []output{{name: "bob-password", label: "bob-password", owner: "root", group: "root", mode: "0400"}}
 	agenixAll      = append(slices.Clone(agenixForUsers), output{name: "app-token", label: "static-key", owner: "svcuser", group: "svcgrp", mode: "0440"})
 )
+
+// The symlink-migration scenario: agenix left a regular file at app-config's path (agenix's
+// symlink = false); the agenix configuration, now on secretd, keeps symlink = false.
+const appConfigPath = "/var/lib/app/config"
+
+func agenixCopy(label string) []output {
+	return append(slices.Clone(agenixAll), output{name: "app-config", label: label, owner: "svcuser", group: "svcgrp", mode: "0440", copyTo: appConfigPath})
+}
 
 const (
 	agenixDir        = "/run/agenix"
@@ -296,6 +310,8 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 	s.add("undecryptable", randomText(t, 24), s.otherPub)
 	s.add("alice-password", randomShadowHash(t), s.hostPub)
 	s.add("bob-password", randomShadowHash(t), s.hostPub)
+	s.add("app-config-1", randomText(t, 24), s.hostPub)
+	s.add("app-config-2", randomText(t, 24), s.hostPub)
 
 	vs := versions()
 	for _, v := range []string{"v1", "v2", "v3", "v4"} {
@@ -310,6 +326,13 @@ func buildPayload(t *testing.T, here, work, tier, secretd string, units map[stri
 	must(p.File(guestData+"/manifests/agenix.json", 0o644, manifestJSON(t, agenixDir, agenixMountPoint, agenixAll, s.files)))
 	must(p.File(guestData+"/expect/agenix-for-users", 0o644, expectation(agenixForUsers, s.files)))
 	must(p.File(guestData+"/expect/agenix", 0o644, expectation(agenixAll, s.files)))
+	for _, v := range []string{"1", "2"} {
+		outs := agenixCopy("app-config-" + v)
+		must(p.File(guestData+"/manifests/agenix-copy-"+v+".json", 0o644, manifestJSON(t, agenixDir, agenixMountPoint, outs, s.files)))
+		must(p.File(guestData+"/expect/agenix-copy-"+v, 0o644, expectation(outs, s.files)))
+	}
+	// What agenix leaves at a symlink = false path: a regular file, root's until its chown.
+	must(p.File(appConfigPath, 0o400, []byte("written by agenix\n")))
 
 	main, forUsers := units["secretd.service"], units["secretd-for-users.service"]
 	if main.binary != forUsers.binary {

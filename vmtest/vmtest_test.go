@@ -27,19 +27,20 @@ type scenario struct {
 // plan is the order in which the guest runs the scenarios. rotation, owner-mode and failure
 // build on each other's state, and reboot checks what the first boot left on the disk.
 var plan = []scenario{
-	{1, "harness"},         // systemd is PID 1 on the virtio disk and started the runner unit
-	{1, "boot"},            // early activation on a ramfs, owners and modes, consumers read secrets
-	{1, "for-users"},       // a secret activated before users exist sets a user's password hash
-	{1, "early-boot"},      // a DefaultDependencies=no unit reads a secret at start
-	{1, "agenix-password"}, // agenixCompat: a user created at first boot from an age password file
-	{1, "status"},          // secretd status is healthy, then names a file whose mode was changed
-	{1, "home"},            // a lingering user's systemd --user runs the home-manager user unit
-	{1, "security"},        // systemd-analyze security figures of the activation units
-	{1, "rotation"},        // a switch restarts/reloads consumers of changed secrets only
-	{1, "owner-mode"},      // a change of mode alone restarts the consumer
-	{1, "failure"},         // an undecryptable secret fails the unit and keeps the old generation
-	{1, "switch-rerun"},    // a switch with the same manifest rereads a changed out-of-store file
-	{2, "reboot"},          // a second boot starts from an empty ramfs and activates cleanly
+	{1, "harness"},           // systemd is PID 1 on the virtio disk and started the runner unit
+	{1, "boot"},              // early activation on a ramfs, owners and modes, consumers read secrets
+	{1, "for-users"},         // a secret activated before users exist sets a user's password hash
+	{1, "early-boot"},        // a DefaultDependencies=no unit reads a secret at start
+	{1, "agenix-password"},   // agenixCompat: a user created at first boot from an age password file
+	{1, "symlink-migration"}, // symlink = false replaces the regular file agenix left at path
+	{1, "status"},            // secretd status is healthy, then names a file whose mode was changed
+	{1, "home"},              // a lingering user's systemd --user runs the home-manager user unit
+	{1, "security"},          // systemd-analyze security figures of the activation units
+	{1, "rotation"},          // a switch restarts/reloads consumers of changed secrets only
+	{1, "owner-mode"},        // a change of mode alone restarts the consumer
+	{1, "failure"},           // an undecryptable secret fails the unit and keeps the old generation
+	{1, "switch-rerun"},      // a switch with the same manifest rereads a changed out-of-store file
+	{2, "reboot"},            // a second boot starts from an empty ramfs and activates cleanly
 }
 
 const bootsPlanned = 2

@@ -14,6 +14,7 @@ DATA=/var/lib/vmtest
 RESULTS=${RESULTS:-/dev/ttyS1}
 JOURNAL_OUT=${JOURNAL_OUT:-/dev/ttyS2}
 BOOT=$(cat $DATA/boot-count)
+APP_CONFIG=/var/lib/app/config
 WAIT=30 # seconds to wait for an asynchronous effect; TCG guests are slow
 # No wait goes past the budget, so that even when every wait times out the runner reports
 # and powers off before the host's watchdog (WATCHDOG seconds from power-on) kills the boot.
@@ -436,6 +437,34 @@ scenario_agenix_password() {
 	check "/run/agenix is a symlink into /run/agenix.d" link_into /run/agenix /run/agenix.d
 	check_set agenix /run/agenix
 	check "bob's shadow hash is unchanged" shadow_is bob "$(expected_hash agenix bob-password)"
+}
+
+scenario_symlink_migration() {
+	local inode
+	check "agenix left a regular file at $APP_CONFIG" eq "$(stat -c '%F %U %a' "$APP_CONFIG" 2>&1)" "regular file root 400"
+	# Without JOURNAL_STREAM (inherited from the runner unit) secretd logs to stderr.
+	env -u JOURNAL_STREAM "$SECRETD" activate --manifest "$DATA/manifests/agenix-copy-1.json" >/run/vmtest/copy.out 2>&1
+	check "activating app-config with symlink = false over it succeeds" eq "$?" 0
+	check "every secret was activated" check_quietly agenix-copy-1 /run/agenix
+	check "$APP_CONFIG is a regular file, not a symlink" eq "$(stat -c %F "$APP_CONFIG" 2>&1)" "regular file"
+	check "$APP_CONFIG is svcuser:svcgrp, mode 440" eq "$(stat -c '%U:%G %a' "$APP_CONFIG" 2>&1)" "svcuser:svcgrp 440"
+	check "$APP_CONFIG holds the secret" hash_is "$APP_CONFIG" "$(expected_hash agenix-copy-1 app-config)"
+	check "svcuser reads it" runuser -u svcuser -- sh -c "cat $APP_CONFIG >/dev/null"
+	check "secretd warns that the copy is on disk, not on a tmpfs or ramfs" grep -q -i "neither tmpfs nor ramfs" /run/vmtest/copy.out
+	inode=$(stat -c %i "$APP_CONFIG")
+	check "activating a rotated app-config succeeds" "$SECRETD" activate --manifest "$DATA/manifests/agenix-copy-2.json"
+	check "$APP_CONFIG was replaced (a new inode), not rewritten in place" ne "$(stat -c %i "$APP_CONFIG")" "$inode"
+	check "$APP_CONFIG keeps svcuser:svcgrp, mode 440" eq "$(stat -c '%U:%G %a %F' "$APP_CONFIG" 2>&1)" "svcuser:svcgrp 440 regular file"
+	check "$APP_CONFIG holds the rotated secret" hash_is "$APP_CONFIG" "$(expected_hash agenix-copy-2 app-config)"
+	check_set agenix-copy-2 /run/agenix
+}
+
+# check_quietly SET DIR: every file of SET is in DIR with its content (check_set, as one check).
+check_quietly() {
+	local name owner group mode hash
+	while read -r name owner group mode hash; do
+		hash_is "$2/$name" "$hash" || return 1
+	done <"$DATA/expect/$1"
 }
 
 # switch_same_manifest: what switch-to-configuration does when the manifest did not change:
