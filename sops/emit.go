@@ -173,6 +173,7 @@ func refuseMetadataKey(m *yaml.Node) error {
 func parseDotenvLines(data []byte, withMetadata bool) ([]*yaml.Node, error) {
 	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	var comments []string
+	seen := map[string]bool{}
 	for i, line := range strings.Split(string(data), "\n") {
 		switch {
 		case line == "":
@@ -191,6 +192,12 @@ func parseDotenvLines(data []byte, withMetadata bool) ([]*yaml.Node, error) {
 			}
 			return nil, fmt.Errorf("dotenv line %d: keys starting with %q are reserved for sops metadata", i+1, metadataKey+"_")
 		}
+		// A file with the variable twice would be refused when read: which one a consumer
+		// sees is ambiguous.
+		if seen[key] {
+			return nil, fmt.Errorf("dotenv line %d: the variable is defined twice", i+1)
+		}
+		seen[key] = true
 		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, HeadComment: strings.Join(comments, "\n")}
 		comments = nil
 		root.Content = append(root.Content, k, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: strings.ReplaceAll(value, `\n`, "\n")})
