@@ -15,7 +15,8 @@ const maxSymlinks = 40
 // openTrustedDir opens dir, following only symlinks owned by root or by the user running
 // secretd: a directory another user controls must not redirect where root places a link (a
 // user could point ~/.config at /etc), while a user's own secrets may go through their own
-// links (~/.config into a dotfiles checkout). With create, missing directories are made, owned
+// links (~/.config into a dotfiles checkout). Such a symlink is followed only in a directory
+// no one else may rename entries in (see checkLinkDir). With create, missing directories are made, owned
 // by the caller, mode 0755. Every step is taken from the
 // handle of the directory before it (openat with O_NOFOLLOW, mkdirat, fstatat, readlinkat), so
 // no path is resolved twice and a symlink planted between two steps is seen, not followed. It
@@ -82,6 +83,9 @@ func openTrustedDir(dir string, create bool) (fd int, resolved string, err error
 		case st.Uid != 0 && int(st.Uid) != euid:
 			return -1, "", fmt.Errorf("%s is a symlink owned by uid %d; secretd follows only its own and root's symlinks there", next, st.Uid)
 		}
+		if err := checkLinkDir(cur, euid); err != nil {
+			return -1, "", fmt.Errorf("%s is a symlink in a directory %w", next, err)
+		}
 		if links++; links > maxSymlinks {
 			return -1, "", &pathError{dir, unix.ELOOP}
 		}
@@ -101,6 +105,23 @@ func openTrustedDir(dir string, create bool) (fd int, resolved string, err error
 	fd = stack[len(stack)-1]
 	stack = stack[:len(stack)-1]
 	return fd, resolved, nil
+}
+
+// checkLinkDir refuses a directory in which someone other than root and the user running
+// secretd may rename entries: its owner, or a group or others allowed to write there without
+// the sticky bit, could move any symlink already in it, root's too, to the name on the way.
+func checkLinkDir(dirfd, euid int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return err
+	}
+	if st.Uid != 0 && int(st.Uid) != euid {
+		return fmt.Errorf("owned by uid %d, who could have moved it there; secretd follows symlinks only where no one else can", st.Uid)
+	}
+	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		return fmt.Errorf("others may write (mode %04o), so they could have moved it there; secretd follows symlinks only where no one else can", st.Mode&0o7777)
+	}
+	return nil
 }
 
 // openDirAt opens the directory name in dirfd without following a symlink.

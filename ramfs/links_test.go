@@ -97,3 +97,44 @@ func TestPlaceSymlinkRacingASymlinkFlipper(t *testing.T) {
 		t.Fatal("the flipper never planted a symlink, so the test proves nothing")
 	}
 }
+
+// A root-owned symlink is followed only where no other user could have put it: the owner of a
+// directory can rename into place any symlink already in it, root's too, and so aim root's
+// copy or symlink at a directory they cannot write.
+func TestRootSymlinkInUserDirectoryNotFollowed(t *testing.T) {
+	const uid = 64123
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	protected := filepath.Join(dir, "protected")
+	for _, d := range []string{home, protected} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(home, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	// Root's symlink, which the user renamed to the name on the way to path.
+	if err := os.Symlink(protected, filepath.Join(home, "cfg")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ramfs.PlaceFile(filepath.Join(home, "cfg", "secret"), 0, 0, 0o400, []byte("value")); err == nil {
+		t.Error("PlaceFile followed a symlink in a directory another user owns")
+	}
+	if _, err := ramfs.PlaceSymlink(filepath.Join(home, "cfg", "secret"), "/run/secrets/x"); err == nil {
+		t.Error("PlaceSymlink followed a symlink in a directory another user owns")
+	}
+	if entries, _ := os.ReadDir(protected); len(entries) > 0 {
+		t.Fatalf("root wrote %d entries into a directory the user cannot write", len(entries))
+	}
+
+	// The same symlink in a directory only root may change is followed.
+	trusted := filepath.Join(dir, "etc")
+	os.Mkdir(trusted, 0o755)
+	if err := os.Symlink(protected, filepath.Join(trusted, "cfg")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ramfs.PlaceFile(filepath.Join(trusted, "cfg", "secret"), 0, 0, 0o400, []byte("value")); err != nil {
+		t.Fatal(err)
+	}
+}
