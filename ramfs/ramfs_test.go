@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -381,4 +382,44 @@ func TestEnsureMountedHardensAFoundRamfs(t *testing.T) {
 	os.Mkdir(filepath.Join(planted, ".building-7"), 0o755)
 	os.Chown(filepath.Join(planted, ".building-7"), 1000, 1000)
 	expectErr(t, ramfs.EnsureMounted(planted), ".building-7")
+}
+
+// A live file swapped for a FIFO (the owner of a nested directory of a generation can do so) is
+// refused, never opened waiting for a writer who may never come: that would hang activation.
+func TestTreeReaderDoesNotWaitOnAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "secret")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tid := make(chan int)
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		tid <- unix.Gettid()
+		r := ramfs.NewTreeReader(dir)
+		defer r.Close()
+		_, _, err := r.ReadFile("secret")
+		done <- err
+	}()
+	wchan := fmt.Sprintf("/proc/self/task/%d/wchan", <-tid)
+	for {
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("a FIFO was read as a file")
+			}
+			return
+		default:
+		}
+		// The kernel names where a thread sleeps; this is a FIFO's open waiting for a writer.
+		if b, _ := os.ReadFile(wchan); string(b) == "wait_for_partner" {
+			if fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+				unix.Close(fd)
+			}
+			<-done
+			t.Fatal("reading the live file blocked opening a FIFO")
+		}
+		runtime.Gosched()
+	}
 }

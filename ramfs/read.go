@@ -139,7 +139,9 @@ func (r *TreeReader) ReadFile(rel string) ([]byte, FileInfo, error) {
 	if err != nil {
 		return nil, FileInfo{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	fd, err := unix.Openat(dirfd, filepath.Base(rel), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	// O_NONBLOCK: a FIFO put in place of the file (by a user owning a nested directory) must
+	// be refused by ReadWhole, not opened waiting for a writer.
+	fd, err := unix.Openat(dirfd, filepath.Base(rel), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, FileInfo{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
