@@ -202,6 +202,15 @@ func TestSparseMetadataIndicesAreRefused(t *testing.T) {
 	}
 }
 
+// TestDotenvDuplicateErrorQuotesNoName: a variable given twice is refused by line, without
+// its name, which may itself be secret.
+func TestDotenvDuplicateErrorQuotesNoName(t *testing.T) {
+	_, err := load([]byte("sk_live_Q7x=a\nsk_live_Q7x=b\nsops_mac=x\nsops_lastmodified=y\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "Q7x") {
+		t.Fatalf("load = %v; want a refusal at line 2 that does not quote the name", err)
+	}
+}
+
 // asSopsPrints lifts doc's lookup refusals, for tests comparing what decryption yields with what
 // `sops --decrypt --extract` prints; the refusals themselves are tested above.
 func asSopsPrints(doc *structured.Document) *structured.Document {

@@ -293,7 +293,7 @@ func loadDotenv(data []byte) (*encryptedFile, error) {
 			continue
 		}
 		if seen[key] {
-			return nil, fmt.Errorf("dotenv line %d: variable %q is defined twice", i+1, key)
+			return nil, fmt.Errorf("dotenv line %d: the variable is defined twice", i+1)
 		}
 		seen[key] = true
 		root.Entries = append(root.Entries, structured.Entry{Key: key, Value: value})
